@@ -1,0 +1,181 @@
+"""Small I/O helpers shared by every command-line job of the toolkit.
+
+* :class:`Progress` -- a dependency-free progress bar on stderr (silent when
+  stderr is not a terminal unless forced, so logs and CI stay clean).
+* :func:`write_json`, :func:`write_csv`, :func:`write_npz` -- results as plain
+  files, written atomically (a temporary file renamed into place), so an
+  interrupted job never leaves a half-written result behind.
+* :class:`CliParser` -- an :class:`argparse.ArgumentParser` whose errors are one
+  line plus a hint, with exit status 2.
+* :func:`cli_fail` -- the same one-line error for problems found after parsing
+  (missing data directory, impossible option combination).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+__all__ = [
+    "Progress",
+    "write_json",
+    "write_csv",
+    "write_npz",
+    "to_jsonable",
+    "CliParser",
+    "cli_fail",
+]
+
+
+class Progress:
+    """A minimal progress bar: ``[#####.....] 512/1000  51% 3.2s<3.1s``.
+
+    Parameters
+    ----------
+    total : int
+        Number of units of work.
+    desc : str
+        Label printed before the bar.
+    enabled : bool or None
+        ``None`` (default) shows the bar only when stderr is a terminal.
+    min_interval : float
+        Minimum seconds between redraws.
+
+    Use as a context manager and call :meth:`update`, or wrap an iterable
+    with :meth:`iterate`.
+    """
+
+    def __init__(self, total: int, desc: str = "", enabled: bool | None = None,
+                 min_interval: float = 0.1, stream=None):
+        self.total = max(int(total), 0)
+        self.desc = desc
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = enabled
+        self.min_interval = min_interval
+        self.n = 0
+        self._t0 = time.perf_counter()
+        self._last = -math.inf
+
+    def update(self, n: int = 1, postfix: str = "") -> None:
+        self.n = min(self.n + n, self.total) if self.total else self.n + n
+        now = time.perf_counter()
+        if self.enabled and (now - self._last >= self.min_interval or self.n >= self.total):
+            self._last = now
+            self._draw(now, postfix)
+
+    def _draw(self, now: float, postfix: str) -> None:
+        elapsed = now - self._t0
+        frac = self.n / self.total if self.total else 0.0
+        width = 24
+        filled = int(round(width * frac))
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        line = (f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{self.n}/{self.total} {100 * frac:3.0f}% {elapsed:.1f}s<{eta:.1f}s {postfix}")
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def iterate(self, iterable: Iterable) -> Iterator:
+        with self:
+            for item in iterable:
+                yield item
+                self.update(1)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, paths and dataclass-like objects to JSON types."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN/inf; null is the honest "not available"
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return to_jsonable(obj.to_dict())
+    return obj
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (numpy types converted, NaN -> null)."""
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n"
+    return _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
+
+
+def write_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
+    """Write equal-length 1-D columns as a CSV table with a header row."""
+    names = list(columns)
+    arrays = [np.asarray(columns[k]).reshape(-1) for k in names]
+    lengths = {a.shape[0] for a in arrays}
+    if len(lengths) > 1:
+        raise ValueError(f"write_csv: columns have different lengths {sorted(lengths)}")
+
+    def write(fh):
+        import io
+        text = io.TextIOWrapper(fh, newline="", encoding="utf-8")
+        w = csv.writer(text)
+        w.writerow(names)
+        w.writerows(zip(*[a.tolist() for a in arrays]))
+        text.flush()
+        text.detach()
+
+    return _atomic_write(Path(path), write)
+
+
+def write_npz(path: str | Path, **arrays: Any) -> Path:
+    """Write arrays to a compressed ``.npz`` file atomically."""
+    return _atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
+
+
+class CliParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (``prog: error: ...``) and exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def cli_fail(prog: str, message: str, code: int = 2):
+    """Print a one-line error for ``prog`` and exit with ``code`` (no traceback)."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    raise SystemExit(code)
