@@ -93,7 +93,7 @@ def texp_substitution_residual(a):
 
 
 def _series_sum(term, k):
-    """:math:`\sum_{k\ge0}` of a sum of geometric terms :math:`c\,r^k` with :math:`|r|<1` (here :math:`r=\mu^a`)."""
+    r""":math:`\sum_{k\ge0}` of a sum of geometric terms :math:`c\,r^k` with :math:`|r|<1` (here :math:`r=\mu^a`)."""
     total = sp.Integer(0)
     for part in sp.Add.make_args(sp.expand(term)):
         ratio = sp.simplify(part.subs(k, k + 1) / part)

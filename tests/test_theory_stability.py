@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from si_functions import quadratic_grad_numpy, spd_matrix
+from theory.dynamics import effective_lr, sgd_step
+from theory.stability import (critical_norm, is_unstable, norm_decay_factor, predicted_period_frequency,
+                              predicted_period_length, riemannian_hessian, sphere_sharpness,
+                              stability_margin)
+
+
+def _quadratic(d, seed):
+    A = spd_matrix(d, np.random.default_rng(seed), lo=0.5, hi=4.0)
+    w, V = np.linalg.eigh(A)
+    return A, w, V
+
+
+def _autograd_hessian(A, x):
+    At = torch.tensor(A)
+    f = lambda z: 0.5 * (z @ At @ z) / (z @ z)
+    return torch.autograd.functional.hessian(f, torch.tensor(x)).numpy()
+
+
+@pytest.mark.parametrize("rho", [0.3, 1.0, 7.0])
+def test_sharpness_of_normalised_quadratic_at_minimum(rho):
+    A, w, V = _quadratic(6, 0)
+    x = rho * V[:, 0]
+    assert sphere_sharpness(_autograd_hessian(A, x), x) == pytest.approx(w[-1] - w[0], rel=1e-10)
+    # the radial direction is in the kernel of the Riemannian Hessian
+    np.testing.assert_allclose(riemannian_hessian(_autograd_hessian(A, x), x) @ V[:, 0], 0, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rho=st.floats(0.2, 3.0), eta=st.floats(0.05, 2.0), seed=st.integers(0, 100))
+def test_linear_stability_of_gd_matches_condition(rho, eta, seed):
+    """One GD step multiplies a small top-eigendirection offset by 1 - eta*h/rho^2."""
+    A, w, V = _quadratic(5, seed)
+    h = w[-1] - w[0]
+    grad = quadratic_grad_numpy(A)
+    delta = 1e-7
+    x = rho * (V[:, 0] + delta * V[:, -1])
+    x1, _ = sgd_step(x, grad(x), eta, 0.0)
+    mult = (x1 @ V[:, -1]) / (x1 @ V[:, 0]) / delta
+    assert mult == pytest.approx(1 - effective_lr(eta, rho) * h, rel=1e-4, abs=1e-6)
+    assert is_unstable(effective_lr(eta, rho), h) == (abs(mult) > 1) or abs(abs(mult) - 1) < 1e-4
+    assert (rho < critical_norm(eta, h)) == is_unstable(effective_lr(eta, rho), h)
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9])
+def test_heavy_ball_threshold(mu):
+    """Scalar quadratic h*z^2/2: heavy ball is stable iff eta*h < 2(1+mu)."""
+    h = 1.0
+    for margin, expect_unstable in [(0.98, False), (1.02, True)]:
+        eta = margin * 2 * (1 + mu) / h
+        z, v = np.array([1.0]), None
+        for _ in range(3000):
+            z, v = sgd_step(z, h * z, eta, 0.0, momentum=mu, velocity=v)
+        assert (abs(z[0]) > 1) == expect_unstable
+        assert is_unstable(eta, h, momentum=mu) == expect_unstable
+        assert stability_margin(eta, h, momentum=mu) == pytest.approx(margin)
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9])
+def test_norm_decay_factor_with_zero_gradient(mu):
+    eta, lam = 0.1, 5e-3
+    x, v = np.ones(3), None
+    norms = []
+    for _ in range(4000):
+        x, v = sgd_step(x, np.zeros(3), eta, lam, momentum=mu, velocity=v)
+        norms.append(np.linalg.norm(x))
+    assert norms[-1] / norms[-2] == pytest.approx(norm_decay_factor(eta, lam, mu), rel=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(eta=st.floats(0.05, 2.0), lam=st.floats(1e-4, 1e-2), ratio=st.floats(1.05, 20.0))
+def test_period_length_counts_decay_steps(eta, lam, ratio):
+    """Steps for WD alone to take the norm from rho_max down to rho_max/ratio."""
+    steps = np.log(ratio) / -np.log(1 - eta * lam)
+    rho, n = ratio, 0
+    while rho > 1.0:
+        rho *= 1 - eta * lam
+        n += 1
+    assert abs(n - predicted_period_length(eta, lam, ratio)) <= 1
+    assert predicted_period_length(eta, lam, ratio) == pytest.approx(steps)
+    assert predicted_period_frequency(eta, lam, ratio) == pytest.approx(1 / steps)
+
+
+def test_period_depends_on_eta_lam_product():
+    T = [predicted_period_length(eta, 1e-3 / eta, 3.0) for eta in (0.01, 0.1, 1.0)]
+    np.testing.assert_allclose(T, T[0])
+    assert predicted_period_length(1.0, 2e-3, 3.0) == pytest.approx(T[0] / 2, rel=1e-3)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="norm_ratio"):
+        predicted_period_length(1.0, 1e-3, 0.9)
+    with pytest.raises(ValueError):
+        predicted_period_length(1.0, 0.0, 2.0)
+    with pytest.raises(ValueError):
+        critical_norm(1.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        riemannian_hessian(np.eye(3), np.ones(4))
+    with pytest.raises(ValueError):
+        riemannian_hessian(np.eye(3), np.zeros(3))
