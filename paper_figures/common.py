@@ -1,0 +1,157 @@
+"""Shared pieces of the figure scripts: results, saving, styling, and cached runs.
+
+Every figure function has the signature ``make(out: Path, quick: bool) -> FigureResult``. It
+writes ``<name>.png`` and ``<name>.pdf`` plus the data behind the figure (``<name>.npz`` /
+``<name>.json``) into ``out`` and returns the numbers the report and the tests check.
+
+Real-network runs are expensive, so figures that need them share :func:`net_runs`, which trains
+each learning rate once per output folder and reuses the saved run afterwards (an interrupted
+run resumes from its checkpoint).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from simulate.io import write_json  # noqa: E402
+
+__all__ = ["FigureResult", "save_figure", "mark_events", "net_runs", "NET_LRS", "net_config",
+           "relative_error"]
+
+
+@dataclass
+class FigureResult:
+    """What a figure script produced.
+
+    Attributes
+    ----------
+    name : str
+        Figure name (``periodic``, ``period_detail``, ...).
+    files : list of Path
+        Written files (images first, then data).
+    summary : dict
+        Key numbers (measured and predicted) for the report and the tests.
+    table : list of dict
+        Rows ``{quantity, setting, predicted, measured, rel_error}`` for the report's
+        theory-vs-experiment table.
+    """
+
+    name: str
+    files: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    table: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "files": [str(f) for f in self.files], "summary": self.summary,
+                "table": self.table}
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    """``|measured - predicted| / |predicted|`` (NaN when either is missing)."""
+    if predicted is None or measured is None or not np.isfinite(predicted) or not np.isfinite(measured):
+        return float("nan")
+    return abs(measured - predicted) / abs(predicted)
+
+
+def table_row(quantity: str, setting: str, predicted: float, measured: float) -> dict:
+    return {"quantity": quantity, "setting": setting, "predicted": float(predicted),
+            "measured": float(measured), "rel_error": relative_error(predicted, measured)}
+
+
+def save_figure(fig, out: Path, name: str, result: FigureResult) -> None:
+    """Save ``fig`` as PNG (150 dpi) and PDF and register both in ``result``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        path = out / f"{name}.{ext}"
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        result.files.append(path)
+    plt.close(fig)
+
+
+def save_data(out: Path, name: str, result: FigureResult, arrays: dict | None = None) -> None:
+    """Save the numbers behind a figure: ``<name>.npz`` (arrays) and ``<name>.json`` (summary)."""
+    if arrays:
+        path = out / f"{name}.npz"
+        np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+        result.files.append(path)
+    path = out / f"{name}.json"
+    write_json(path, result.to_dict())
+    result.files.append(path)
+
+
+def mark_events(ax, iterations, events, **kw) -> None:
+    """Vertical dashed lines at the destabilisations (indices into ``iterations``)."""
+    style = dict(color="crimson", lw=0.8, ls="--", alpha=0.7)
+    style.update(kw)
+    for k, e in enumerate(np.asarray(events, dtype=int)):
+        ax.axvline(iterations[e], label="destabilisation" if k == 0 else None, **style)
+
+
+# ----------------------------------------------------------------------------- network runs
+
+#: learning rates of the network figures (the paper compares 1.0, 0.03, 0.01, 0.001 over
+#: ~1,000 CIFAR epochs; on CPU-sized runs we keep eta*lambda large enough to see periods)
+NET_LRS = {"quick": (0.5, 1.0, 2.0), "full": (0.01, 0.03, 0.1, 0.3, 1.0)}
+
+
+def net_config(lr: float, quick: bool):
+    """The :class:`nets.config.TrainConfig` of one network run of the figures.
+
+    ``quick``: fully SI ConvNet of width 8 on scikit-learn's digits at 8x8 on the CPU (seconds
+    per run). Full: width-32 ConvNet on CIFAR-10 from ``$SIBN_DATA_DIR`` (or the digits at 16x16
+    if it is unset), sized for a GPU.
+    """
+    import os
+
+    from nets.config import TrainConfig
+
+    base = TrainConfig(model="convnet", mode="si", lr=lr, quiet=True, seed=0)
+    if quick:
+        return replace(base, width=8, dataset="digits", image_size=8, wd=3e-3, iters=1800,
+                       record_every=5, init_si_norm=20.0, checkpoint_every=1800, eval_every=0)
+    data_dir = os.environ.get("SIBN_DATA_DIR")
+    if data_dir:
+        return replace(base, width=32, dataset="cifar10", data_dir=data_dir, wd=1e-3,
+                       iters=int(30_000 * 1.0 / lr) if lr < 1 else 30_000, record_every=20)
+    return replace(base, width=16, dataset="digits", image_size=16, wd=1e-3, iters=12_000, record_every=10)
+
+
+def net_runs(out: Path, quick: bool, lrs=None) -> dict:
+    """Train (or reuse) one network run per learning rate; returns ``{lr: run}``.
+
+    Each run lives in ``out/net_runs/lr<lr>/``. A run of the same configuration found there is
+    continued from its checkpoint (which does nothing more than reload it when it is complete),
+    so the network figures share their runs and an interrupted figure job loses nothing. A run
+    is a dict with ``steps`` (metric arrays), ``periods`` (:class:`simulate.periods.PeriodReport`),
+    ``period_summary`` (:func:`nets.report.analyse_periods`) and ``config``.
+    """
+    from nets.checkpoint import CHECKPOINT_NAME
+    from nets.run import resume_training, run_training
+
+    lrs = NET_LRS["quick" if quick else "full"] if lrs is None else lrs
+    results = {}
+    for lr in lrs:
+        run_dir = out / "net_runs" / f"lr{lr:g}"
+        cfg = net_config(lr, quick)
+        if (run_dir / CHECKPOINT_NAME).exists() and _same_config(run_dir, cfg):
+            res = resume_training(run_dir, quiet=True)
+        else:
+            res = run_training(cfg, run_dir=run_dir)
+        results[lr] = {"steps": res.steps, "periods": res.periods, "period_summary": res.period_summary,
+                       "config": res.config, "run_dir": res.run_dir}
+    return results
+
+
+def _same_config(run_dir: Path, cfg) -> bool:
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all(saved.get(k) == v for k, v in cfg.to_dict().items() if k not in ("out", "quiet", "device"))
