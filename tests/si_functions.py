@@ -26,7 +26,12 @@ class ProbeFunction:
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        (g,) = torch.autograd.grad(self.torch_f(xt), xt)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)   # tiny tensors: a thread pool only adds overhead
+        try:
+            (g,) = torch.autograd.grad(self.torch_f(xt), xt)
+        finally:
+            torch.set_num_threads(threads)
         return g.numpy()
 
     def __repr__(self):  # readable hypothesis/pytest ids

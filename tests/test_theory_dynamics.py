@@ -122,6 +122,13 @@ def test_bad_hyperparameters(eta, lam):
         next_sq_norm(1.0, 1.0, eta, lam)
 
 
+def test_bad_array_hyperparameters_name_the_offender():
+    with pytest.raises(ValueError, match=r"eta\*lam = 2.0"):
+        sgd_step(np.ones((1, 2)), np.ones((1, 2)), np.array([[10.0]]), np.array([[0.2]]))
+    with pytest.raises(ValueError, match=r"index \(2, 0\)"):
+        sgd_step(np.ones((3, 2)), np.ones((3, 2)), np.array([[1.0], [2.0], [20.0]]), 0.1)
+
+
 def test_bad_shapes_and_values():
     with pytest.raises(ValueError, match="shape"):
         sgd_step(np.ones(3), np.ones(4), 0.1, 0.0)

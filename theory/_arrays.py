@@ -32,7 +32,7 @@ def _show(value) -> str:
 
 def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
     if arr.size <= 1:
-        return repr(float(arr))
+        return repr(arr.item())
     idx = tuple(int(i) for i in np.argwhere(np.broadcast_to(bad, arr.shape))[0])
     return f"{float(arr[idx])!r} at index {idx} of an array of shape {arr.shape}"
 

@@ -28,7 +28,10 @@ Assumptions, stated once for every function here (Lobacheva et al., 2021, Sec. 4
    here: it is measured from a run, or from :func:`critical_norm` and a measured
    :math:`\rho_{\max}`. By the :math:`(\eta,\lambda)\to(c\eta,\lambda/c)` equivalence the ratio
    depends on :math:`\eta\lambda` alone, so at a fixed ratio the *frequency* :math:`1/T` grows
-   linearly in :math:`\eta\lambda`.
+   linearly in :math:`\eta\lambda`. The ratio itself may change with :math:`\eta\lambda` (on the
+   normalised quadratic it grows with it, and :math:`T \propto (\eta\lambda)^{-1/2}` there), so
+   only the formula with the *measured* ratio is a prediction. :math:`T` counts the decay phase;
+   the jump itself adds a few percent (about 10 % on the quadratic toy).
 """
 from __future__ import annotations
 

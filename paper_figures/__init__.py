@@ -1,0 +1,17 @@
+"""Regenerate the key figures of Lobacheva et al. (NeurIPS 2021) from this toolkit.
+
+``python -m paper_figures <name> [--quick] [--out DIR]``; names in :data:`FIGURES`, plus ``all`` and
+``report`` (every figure and a Markdown page with a predicted-vs-measured table).
+"""
+from . import fig_equivalences, fig_frequency, fig_period_detail, fig_periodic, fig_phase
+
+#: name -> (module, one-line description); each module has ``make(out, quick) -> FigureResult``
+FIGURES = {
+    "periodic": (fig_periodic, "Fig. 1: loss, SI norm and effective LR of a ConvNet for several LRs"),
+    "period_detail": (fig_period_detail, "one period in detail, phases marked (toy and net)"),
+    "frequency": (fig_frequency, "period frequency vs eta*lambda, measured and predicted"),
+    "phase": (fig_phase, "equilibrium vs instability regimes over (eta, lambda) and (eta*lambda, noise)"),
+    "equivalences": (fig_equivalences, "exponential LR and WRS vs WD, scaling equivalence, overlaid"),
+}
+
+__all__ = ["FIGURES"]
