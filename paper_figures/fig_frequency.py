@@ -23,9 +23,11 @@ from .common import FigureResult, net_runs, save_data, save_figure, table_row
 from .toy_runs import toy_reports, toy_sweep
 
 NAME = "frequency"
-#: (eta, lam) pairs of the toy sweep: eta*lam from 1e-4 to 1e-2, plus equal-product twins
-TOY_PAIRS = [(1.0, 1e-4), (1.0, 3e-4), (1.0, 1e-3), (1.0, 3e-3), (1.0, 1e-2), (0.25, 4e-3), (4.0, 2.5e-4)]
-TOLERANCE = 0.2   # |measured/predicted - 1| allowed for every point (checked by the tests)
+#: (eta, lam) pairs of the toy sweep: eta*lam from 3e-4 to 1e-2, plus equal-product twins
+TOY_PAIRS = [(1.0, 3e-4), (1.0, 1e-3), (1.0, 3e-3), (1.0, 1e-2), (0.25, 4e-3), (4.0, 2.5e-4)]
+#: |measured/predicted - 1| allowed for every point (checked by the tests). The formula times the
+#: decay phase only; the jump itself adds ~10 % to a period on the toy (measured 0.89-0.90).
+TOLERANCE = 0.2
 
 
 def _toy_points(quick: bool) -> dict:
@@ -66,7 +68,7 @@ def make(out: Path, quick: bool) -> FigureResult:
     res = FigureResult(NAME)
     toy = _toy_points(quick)
     net = _net_points(out, quick)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
     _panel(axes[0], toy, "toy quadratic (GD + WD)")
     _panel(axes[1], net, "ConvNet (SGD + WD)")
     save_figure(fig, out, NAME, res)

@@ -64,8 +64,6 @@ def _toy_panel(axes, quick: bool, res: FigureResult) -> dict:
     axes[2].axhline(critical_effective_lr(h), color="crimson", ls="--", lw=0.8, label="2/h")
     axes[0].set_title(f"toy quadratic, η={eta:g}, λ={lam:g}")
     axes[0].set_ylabel("loss − min")
-    axes[1].legend(fontsize=7)
-    axes[2].legend(fontsize=7)
     rho_onsets = norm[rep.events]
     res.table.append(table_row("norm at destabilisation", "toy η=1 λ=1e-3", rho_c, float(np.median(rho_onsets))))
     measured_T = rep.mean_length
@@ -76,9 +74,17 @@ def _toy_panel(axes, quick: bool, res: FigureResult) -> dict:
             "n_periods": rep.n_periods, "period_measured": measured_T, "period_predicted": pred_T}
 
 
+def _irregularity(summary: dict) -> float:
+    """Coefficient of variation of a run's period lengths (inf with fewer than 2 periods)."""
+    if summary.get("n_periods", 0) < 2:
+        return float("inf")
+    return summary["std_length"] / summary["mean_length"]
+
+
 def _net_panel(axes, out: Path, quick: bool, res: FigureResult) -> dict:
-    lr = max(net_runs(out, quick))
-    run = net_runs(out, quick, lrs=[lr])[lr]
+    runs = net_runs(out, quick)
+    lr = min(runs, key=lambda k: _irregularity(runs[k]["period_summary"]))
+    run = runs[lr]
     st, s = run["steps"], run["period_summary"]
     it = np.asarray(st["iteration"])
     ev_it = np.asarray(s.get("event_iterations", []), dtype=int)
@@ -103,7 +109,7 @@ def _net_panel(axes, out: Path, quick: bool, res: FigureResult) -> dict:
 
 def make(out: Path, quick: bool) -> FigureResult:
     res = FigureResult(NAME)
-    fig, axes = plt.subplots(3, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 7.5), layout="constrained")
     data = _toy_panel(axes[:, 0], quick, res)
     data.update(_net_panel(axes[:, 1], out, quick, res))
     for ax in axes[1]:
@@ -111,8 +117,13 @@ def make(out: Path, quick: bool) -> FigureResult:
     for ax in axes[2]:
         ax.set_ylabel("effective LR η/ρ²")
         ax.set_xlabel("iteration")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8)
+    handles, labels = [], []
+    for ax in axes[:, 0]:
+        for hd, lb in zip(*ax.get_legend_handles_labels()):
+            if lb not in labels:
+                handles.append(hd)
+                labels.append(lb)
+    fig.legend(handles, labels, loc="outside upper center", ncol=5, fontsize=8)
     save_figure(fig, out, NAME, res)
     res.summary = {k: v for k, v in data.items() if np.ndim(v) == 0}
     save_data(out, NAME, res, {k: v for k, v in data.items() if np.ndim(v) > 0})

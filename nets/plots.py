@@ -1,0 +1,89 @@
+"""Figures of a run and of an LR sweep (matplotlib, Agg backend, written to PNG).
+
+The run figure follows the panels of Lobacheva et al. (NeurIPS 2021, Fig. 1): train loss, the
+norm of the SI weights, the effective LR and the test accuracy over iterations, with the
+detected destabilisations marked as vertical lines. The sweep figure shows period frequency
+against eta*lambda, measured and predicted (Sec. 4: frequency ~ linear in eta*lambda).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_run", "plot_sweep"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "") -> Path:
+    """Four stacked panels over iterations, destabilisations marked; returns ``path``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    it = steps["iteration"]
+    panels = [
+        (axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
+        (axes[1], it, steps["si_norm_equiv"], "SI weight norm $\\rho$", "linear"),
+        (axes[2], it, steps["eff_lr"], "effective LR $\\eta/\\rho^2$", "log"),
+        (axes[3], evals["iteration"], evals["test_acc"], "test accuracy", "linear"),
+    ]
+    for ax, x, y, label, scale in panels:
+        y = np.asarray(y, dtype=float)
+        if scale == "log":
+            y = np.where(y > 0, y, np.nan)
+        ax.plot(x, y, lw=0.8)
+        ax.set_ylabel(label)
+        if scale == "log" and np.isfinite(y).any():
+            ax.set_yscale("log")
+        for e in summary.get("event_iterations", []):
+            ax.axvline(e, color="tab:red", lw=0.6, alpha=0.6)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("iteration")
+    head = title + "\n" if title else ""
+    if summary.get("n_periods", 0) > 0:
+        head += (f"{summary['n_periods']} periods, mean {summary['mean_length']:.0f} it; predicted "
+                 f"{summary['predicted_mean_length']:.0f} it (red: destabilisations)")
+    else:
+        head += "no complete period detected (red: destabilisations)"
+    axes[0].set_title(head, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
+    """Measured and predicted period frequency vs eta*lambda (log-log), one point per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    x = np.array([r["eta_lam"] for r in rows], dtype=float)
+    meas = np.array([r["measured_frequency"] for r in rows], dtype=float)
+    pred = np.array([r["predicted_frequency"] for r in rows], dtype=float)
+    ax.plot(x, meas, "o-", label="measured 1/period")
+    ax.plot(x, pred, "s--", label="predicted (measured norm ratio)")
+    ok = np.isfinite(meas) & (meas > 0)
+    if ok.any():
+        c = np.exp(np.mean(np.log(meas[ok] / x[ok])))
+        xs = np.geomspace(x.min(), x.max(), 20)
+        ax.plot(xs, c * xs, ":", color="gray", label="slope 1 (freq $\\propto \\eta\\lambda$)")
+    ax.set_xscale("log")
+    if np.isfinite(np.r_[meas, pred]).any():
+        ax.set_yscale("log")
+    ax.set_xlabel("$\\eta\\lambda$")
+    ax.set_ylabel("destabilisations per iteration")
+    ax.set_title(title or "period frequency vs $\\eta\\lambda$", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,104 @@
+"""Measured periods of a real run vs the theory's prediction.
+
+Destabilisations are found in the recorded SI norm (and train loss) with the same detector as
+the toy simulations, :func:`simulate.periods.detect_periods`. The prediction is
+:func:`theory.stability.predicted_period_length`: a period lasts while WD shrinks the norm from
+rho_max to rho_min, T = ln(rho_max/rho_min) / (-ln alpha), alpha = 1 - eta*lambda for plain SGD
+(Lobacheva et al., NeurIPS 2021, Sec. 4), evaluated with the norm ratio *measured* in the same
+run. For each complete period (onset to next onset) the ratio is rho at the top of its jump over
+rho at the next onset -- the decay the formula times (the jump itself lasts a few iterations).
+The run's prediction is the mean of the per-period predictions (``predicted_mean_length``);
+``predicted_length`` uses the median ratio. Frequency = 1/T, which at a fixed ratio grows
+linearly in eta*lambda.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from theory.stability import predicted_period_length
+from simulate.periods import detect_periods
+
+__all__ = ["analyse_periods", "period_line"]
+
+
+def _predict(eta: float, lam: float, ratio: float, momentum: float) -> float:
+    if lam <= 0 or not math.isfinite(ratio) or ratio <= 1:
+        return float("nan")
+    return float(predicted_period_length(eta, lam, ratio, momentum))
+
+
+def _inv(x: float) -> float:
+    return 1.0 / x if math.isfinite(x) and x > 0 else float("nan")
+
+
+def analyse_periods(steps: dict, config) -> tuple[object, dict]:
+    """Detect periods in a run's step metrics and compare them with the prediction.
+
+    Parameters
+    ----------
+    steps : dict of arrays
+        The recorded step table (:data:`nets.metrics.STEP_COLUMNS`).
+    config : TrainConfig
+        The run's configuration (eta, lambda, momentum, recording interval, WD/WRS/TEXP).
+
+    Returns
+    -------
+    (PeriodReport, dict)
+        The detector's report, and a JSON-ready summary: event iterations, measured lengths and
+        their mean/std, the measured norm ratio, predicted lengths (per complete period and from
+        the median ratio), frequencies, and measured/predicted.
+    """
+    k = int(config.record_every)
+    it = np.asarray(steps["iteration"])
+    regular = it % k == 0                         # drop the extra final record: uniform spacing
+    norm = np.asarray(steps["si_norm_equiv"])[regular]
+    loss = np.asarray(steps["train_loss"])[regular]
+    iters = it[regular]
+    rep = detect_periods(norm, loss=loss, step=k)
+    eta, lam, mu = float(config.lr), float(config.lam_si_equivalent), float(config.momentum)
+    ev = np.asarray(rep.events, dtype=int)
+    per_period = []
+    for a, b in zip(ev[:-1], ev[1:]):
+        # decay phase of the period: from the top of its jump down to the next onset
+        ratio = float(norm[a:b + 1].max() / norm[b])
+        per_period.append({"start": int(iters[a]), "end": int(iters[b]), "length": int((b - a) * k),
+                           "decay_ratio": ratio, "predicted_length": _predict(eta, lam, ratio, mu)})
+    ratios = [p["decay_ratio"] for p in per_period]
+    ratio = float(np.median(ratios)) if ratios else float("nan")
+    predicted = _predict(eta, lam, ratio, mu)
+    pred_each = [p["predicted_length"] for p in per_period]
+    pred_mean = float(np.mean(pred_each)) if pred_each else float("nan")
+    mean = float(rep.mean_length)
+    summary = {
+        "eta": eta, "lam": lam, "eta_lam": eta * lam, "momentum": mu,
+        "wd_mode": "wrs" if config.wrs_norm is not None else ("exp_lr" if config.exp_lr else "wd"),
+        "record_every": k,
+        "event_iterations": [int(iters[i]) for i in ev],
+        "n_periods": int(rep.n_periods), "is_periodic": bool(rep.is_periodic),
+        "lengths": [int(v) for v in np.asarray(rep.lengths)],
+        "mean_length": mean, "std_length": float(rep.std_length),
+        "norm_ratio": ratio, "detector_norm_ratio": float(rep.norm_ratio),
+        "predicted_length": predicted, "predicted_mean_length": pred_mean,
+        "periods": per_period,
+        "measured_frequency": _inv(mean), "predicted_frequency": _inv(pred_mean),
+        "measured_over_predicted": mean / pred_mean if math.isfinite(pred_mean) else float("nan"),
+    }
+    if lam <= 0:
+        summary["note"] = ("no WD on the SI group (WRS or wd_on excludes it): the norm does not "
+                           "decay, so the period formula does not apply")
+    return rep, summary
+
+
+def period_line(summary: dict) -> str:
+    """One human-readable line for the CLI."""
+    n = summary["n_periods"]
+    if n == 0:
+        return (f"periods: none complete ({len(summary['event_iterations'])} destabilisation(s) at "
+                f"iterations {summary['event_iterations']})")
+    return (f"periods: {n} complete, length {summary['mean_length']:.0f} +/- "
+            f"{summary['std_length']:.0f} it (frequency {summary['measured_frequency']:.3g}/it); "
+            f"predicted {summary['predicted_mean_length']:.0f} it from the measured norm ratios "
+            f"(median {summary['norm_ratio']:.3g}) at eta*lam = {summary['eta_lam']:.3g}; measured/predicted "
+            f"{summary['measured_over_predicted']:.2f}; destabilisations at {summary['event_iterations']}")

@@ -1,0 +1,245 @@
+"""Python API of one run: :func:`run_training` and :func:`resume_training`.
+
+A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
+
+* ``config.json``  -- the full :class:`TrainConfig`, derived sizes, the SI groups found by
+  testing, data summary, device and versions;
+* ``metrics.csv``  -- one row every ``record_every`` iterations (:data:`nets.metrics.STEP_COLUMNS`
+  plus the norm of every SI tensor, ``norm:<name>``);
+* ``evals.csv``    -- one row per evaluation (per epoch by default): train means, test loss/acc;
+* ``metrics.npz``  -- both tables and the per-layer norm matrix;
+* ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`);
+* ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
+* ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simulate.io import Progress, write_csv, write_json, write_npz
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .config import DEFAULT_NOTES, TrainConfig
+from .data import load_data
+from .si import SIGroups
+from .trainer import Trainer, TrainingDiverged, resolve_device
+
+__all__ = ["RunResult", "run_training", "resume_training", "new_run_dir", "set_threads"]
+
+
+@dataclass
+class RunResult:
+    """What a run produced (arrays as in ``metrics.npz``; ``periods`` is a ``PeriodReport``)."""
+
+    config: TrainConfig
+    run_dir: Path | None
+    si_groups: SIGroups
+    steps: dict
+    layer_norms: np.ndarray
+    evals: dict
+    periods: object
+    period_summary: dict
+    completed: bool
+    iterations: int
+    elapsed_s: float
+    iters_per_s: float
+    device: str
+    diverged: str | None = None
+
+
+def set_threads(config: TrainConfig, device: torch.device) -> int:
+    """Cap CPU threads: ``config.threads`` if set, else the usable cores (at most 8)."""
+    n = config.threads or min(len(os.sched_getaffinity(0)), 8)
+    if device.type == "cpu" or config.threads:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    """A fresh ``<out>/nets-<dataset>-<model>-<YYYYmmdd-HHMMSS>[-n]`` directory."""
+    base = Path(config.out) / f"nets-{config.dataset}-{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = base, 1
+    while path.exists():
+        path, n = Path(f"{base}-{n}"), n + 1
+    path.mkdir(parents=True)
+    return path
+
+
+@contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """SIGINT/SIGTERM ask the trainer to stop after the current step (a 2nd Ctrl-C aborts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _describe(config: TrainConfig, trainer: Trainer, device: torch.device, threads: int) -> dict:
+    return {"config": config.to_dict(),
+            "derived": {"total_iters": trainer.total_iters, "batches_per_epoch": trainer.batches_per_epoch,
+                        "eval_every": trainer.eval_every, "wd_si": config.wd_si, "wd_other": config.wd_other,
+                        "initial_si_norm": trainer.initial_si_norm,
+                        "si_numel": int(sum(p.numel() for p in trainer.watch.params))},
+            "si_groups": trainer.groups.to_dict(), "data": trainer.data.summary(),
+            "device": str(device), "threads": threads, "torch": torch.__version__,
+            "notes": DEFAULT_NOTES}
+
+
+def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
+    from .plots import plot_run
+
+    cols = dict(result.steps)
+    for j, name in enumerate(result.si_groups.si):
+        cols[f"norm:{name}"] = result.layer_norms[:, j]
+    write_csv(run_dir / "metrics.csv", cols)
+    write_csv(run_dir / "evals.csv", result.evals)
+    write_npz(run_dir / "metrics.npz", **{f"step_{k}": v for k, v in result.steps.items()},
+              **{f"eval_{k}": v for k, v in result.evals.items()}, layer_norms=result.layer_norms,
+              si_names=np.array(result.si_groups.si))
+    write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
+                                          "completed": result.completed, "diverged": result.diverged,
+                                          "iterations": result.iterations})
+    if len(result.steps["iteration"]) > 1:
+        plot_run(run_dir / "plot.png", result.steps, result.evals, result.period_summary, title)
+
+
+def _analyse(steps: dict, config: TrainConfig):
+    from .report import analyse_periods
+
+    if len(steps["iteration"]) < 3:
+        return None, {"n_periods": 0, "event_iterations": [], "note": "too few records"}
+    norm = steps["si_norm_equiv"]
+    if not (np.all(np.isfinite(norm)) and np.all(norm > 0)):
+        return None, {"n_periods": 0, "event_iterations": [], "note": "non-finite or zero SI norm"}
+    return analyse_periods(steps, config)
+
+
+def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, write: bool = True,
+                 stop_after: int | None = None, _state: dict | None = None) -> RunResult:
+    """Train one network as ``config`` says; record, detect periods, write the run directory.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    run_dir : path, optional
+        Where to write (default: a new directory under ``config.out``).
+    write : bool
+        False: keep everything in memory (no directory, no checkpoint).
+    stop_after : int, optional
+        Stop (as if interrupted, with a checkpoint) once this many iterations are done.
+
+    Returns
+    -------
+    RunResult
+        ``completed`` is False when the run was stopped early (signal or ``stop_after``); it can be
+        continued with :func:`resume_training`. A diverged run (NaN loss) writes what it recorded
+        and raises :class:`nets.trainer.TrainingDiverged`.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    previous_threads = torch.get_num_threads()
+    try:
+        return _run(config, device, set_threads(config, device), run_dir, write, stop_after, _state)
+    finally:
+        torch.set_num_threads(previous_threads)   # the cap holds for the run only
+
+
+def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResult:
+    trainer = Trainer(config, load_data(config), device)
+    if _state is not None:
+        trainer.load_state_dict(_state)
+    if write:
+        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", _describe(config, trainer, device, threads))
+    else:
+        run_dir = None
+
+    def checkpoint():
+        if run_dir is not None:
+            save_checkpoint(run_dir / CHECKPOINT_NAME, trainer, config.to_dict())
+
+    until = trainer.total_iters if stop_after is None else min(stop_after, trainer.total_iters)
+    start_it, t0 = trainer.iteration, time.perf_counter()
+    bar = Progress(until - start_it, desc=f"{config.model}/{config.dataset}",
+                   enabled=False if config.quiet else None)
+    last = [start_it]
+
+    def on_record(row):
+        bar.update(trainer.iteration - last[0], postfix=f"loss {row[3]:.3g} rho {row[6]:.3g}")
+        last[0] = trainer.iteration
+
+    diverged = None
+    with bar, _stop_on_signals(trainer):
+        try:
+            completed = trainer.run(until, on_record=on_record, on_checkpoint=checkpoint)
+        except TrainingDiverged as exc:
+            completed, diverged = False, exc
+        completed = completed and trainer.iteration >= trainer.total_iters
+    elapsed = time.perf_counter() - t0
+    if diverged is None:
+        checkpoint()
+    steps, layer_norms, evals = trainer.recorder.arrays()
+    if diverged is None:
+        periods, summary = _analyse(steps, config)
+    else:
+        periods, summary = None, {"n_periods": 0, "event_iterations": [], "note": str(diverged)}
+    result = RunResult(config=config, run_dir=run_dir, si_groups=trainer.groups, steps=steps,
+                       layer_norms=layer_norms, evals=evals, periods=periods, period_summary=summary,
+                       completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,
+                       iters_per_s=(trainer.iteration - start_it) / max(elapsed, 1e-9),
+                       device=str(device), diverged=None if diverged is None else str(diverged))
+    if run_dir is not None:
+        title = (f"{config.model} ({config.mode}, width {config.width}) on {config.dataset}: "
+                 f"eta={config.lr:g}, lambda={config.wd:g}, batch {config.batch_size}")
+        _write_results(run_dir, result, title)
+    if diverged is not None:
+        raise diverged
+    return result
+
+
+def resume_training(run_dir: str | Path, *, iters: int | None = None, epochs: int | None = None,
+                    device: str | None = None, quiet: bool | None = None,
+                    stop_after: int | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its checkpoint (optionally extending its length).
+
+    The checkpoint's config is authoritative; only the length, the device string and
+    ``quiet`` may change. Metrics recorded before the checkpoint are kept; later ones are
+    re-recorded identically.
+    """
+    run_dir = Path(run_dir)
+    payload = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    cfg = TrainConfig.from_dict(payload["config"])
+    if iters is not None:
+        cfg.iters, cfg.epochs = int(iters), 0
+    if epochs is not None:
+        cfg.epochs = int(epochs)
+    if device is not None:
+        cfg.device = device
+    if quiet is not None:
+        cfg.quiet = quiet
+    if resolve_device(cfg.device).type != payload["device_type"]:
+        raise ValueError(f"checkpoint was written on {payload['device_type']}; resume it on the same "
+                         f"kind of device (--device {payload['device_type']})")
+    return run_training(cfg, run_dir=run_dir, stop_after=stop_after, _state=payload["trainer"])

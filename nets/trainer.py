@@ -1,0 +1,228 @@
+"""The training loop: SGD with constant LR and WD on SI networks, recorded without host syncs.
+
+One :class:`Trainer` owns the model, the optimizer, the device-resident batch sampler and the
+recorder. A step is: slice a batch on the device, forward in train mode, cross-entropy,
+backward, SGD step (``foreach``, or ``fused`` on CUDA). Metrics are read to the host only every
+``record_every`` steps and at evaluations; between them the loop never syncs, so on a GPU the
+host queues work ahead of the device.
+
+Variants on the SI group (Lobacheva et al., NeurIPS 2021, Sec. 2 and App.; REFERENCE.md):
+WD (plain), WRS -- no WD, the SI weights rescaled to a fixed total norm after every step
+(Liu et al., 2021) -- and TEXP -- no WD, LR eta_t = eta * alpha^(-2t-1)
+(Li & Arora, 2019; :func:`theory.equivalences.texp_schedule`), equivalent to WD with weights
+scaled by alpha^t (recorded as ``si_norm_equiv``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from theory.equivalences import texp_schedule
+
+from .augment import EpochSampler
+from .config import TrainConfig
+from .data import ImageData
+from .metrics import Recorder, SIWatch, StepProbe, evaluate
+from .models import build_model
+from .si import SIGroups, find_si_groups
+
+__all__ = ["Trainer", "resolve_device", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf (reported at the next recording point)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda if available else cpu; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+class Trainer:
+    """Train ``config.model`` on ``data`` (see module docstring).
+
+    Attributes of interest: ``model``, ``groups`` (:class:`nets.si.SIGroups`), ``recorder``,
+    ``iteration`` (steps done), ``total_iters``, ``batches_per_epoch``, ``stop_requested``
+    (set it, e.g. from a signal handler, to stop cleanly after the current step).
+    """
+
+    def __init__(self, config: TrainConfig, data: ImageData, device: torch.device | str = "cpu"):
+        self.config = c = config
+        self.device = torch.device(device)
+        torch.manual_seed(c.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True   # fixed shapes: pick the fastest kernels once
+        self.data = data.to(self.device)
+        self.scale, self.shift = self.data.normaliser()
+        self.model = build_model(c.model, mode=c.mode, width=c.width, num_classes=data.num_classes,
+                                 in_channels=data.channels, input_size=data.image_size,
+                                 last_layer_norm=c.last_layer_norm).to(self.device)
+        if c.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        probe_x = torch.addcmul(self.shift, self.data.x_train[:8], self.scale)
+        self.groups: SIGroups = find_si_groups(self.model, probe_x)
+        params = dict(self.model.named_parameters())
+        self.watch = SIWatch([params[n] for n in self.groups.si])
+        init_norm = c.wrs_norm if c.wrs_norm is not None else c.init_si_norm
+        if init_norm is not None:
+            self.watch.rescale_(init_norm)
+        self.initial_si_norm = float(self.watch.norm())
+        self.optimizer = self._make_optimizer([params[n] for n in self.groups.other])
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(c.seed + 1_000_003)
+        self.sampler = EpochSampler(self.data.x_train, self.data.y_train, c.batch_size, self.scale,
+                                    self.shift, generator=gen, augment=c.augment, pad=c.aug_pad)
+        self.batches_per_epoch = self.sampler.batches_per_epoch
+        self.total_iters = c.epochs * self.batches_per_epoch if c.epochs > 0 else c.iters
+        self.eval_every = self.batches_per_epoch if c.eval_every == 0 else c.eval_every
+        self.texp = self._make_texp()
+        self.recorder = Recorder(len(self.groups.si))
+        self.iteration = 0
+        self.stop_requested = False
+        self._reset_window()
+
+    # ------------------------------------------------------------------ setup
+    def _make_optimizer(self, other: list[torch.Tensor]) -> torch.optim.Optimizer:
+        c = self.config
+        groups = [{"params": self.watch.params, "weight_decay": c.wd_si, "name": "si"}]
+        if other:
+            groups.append({"params": other, "weight_decay": c.wd_other, "name": "other"})
+        fast = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, **fast)
+
+    def _make_texp(self):
+        c = self.config
+        if not c.exp_lr:
+            return None
+        sched = texp_schedule(c.lr, c.wd, c.momentum, 1)
+        growth = -math.log(sched.alpha) * self.total_iters
+        if growth > 60:
+            raise ValueError(f"exp_lr over {self.total_iters} iterations would grow the SI weights by "
+                             f"e^{growth:.0f} (float32 overflow); use fewer iterations or a smaller lr*wd")
+        v0 = sched.initial_velocity(torch.ones(()))
+        if v0 is not None:
+            for p in self.watch.params:
+                self.optimizer.state[p]["momentum_buffer"] = float(v0) * p.detach().clone()
+        return sched
+
+    def lr_at(self, t: int) -> float:
+        """LR of the SI group at step ``t`` (constant, or TEXP's eta * alpha^(-2t-1))."""
+        if self.texp is None:
+            return self.config.lr
+        return self.config.lr * self.texp.alpha ** (-2 * t - 1)
+
+    def norm_scale_at(self, t: int) -> float:
+        """Factor from the recorded SI norm to the equivalent WD run's norm (alpha^t under TEXP)."""
+        return 1.0 if self.texp is None else self.texp.alpha ** t
+
+    def _reset_window(self) -> None:
+        z = torch.zeros((), device=self.device)
+        self._loss_sum, self._correct, self._window = z.clone(), z.clone(), 0
+
+    # ------------------------------------------------------------------ steps
+    @property
+    def epoch(self) -> int:
+        """Epochs completed so far."""
+        return self.iteration // self.batches_per_epoch
+
+    def _is_record_step(self, t: int) -> bool:
+        return t % self.config.record_every == 0 or t == self.total_iters - 1
+
+    def step(self) -> list[float] | None:
+        """One SGD step; returns the recorded row on recording steps, else None."""
+        t = self.iteration
+        record = self._is_record_step(t)
+        xb, yb, _ = self.sampler.next()
+        lr = self.lr_at(t)
+        if self.texp is not None:
+            self.optimizer.param_groups[0]["lr"] = lr
+        out = self.model(xb)
+        loss = F.cross_entropy(out, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            correct = (out.argmax(1) == yb).sum()
+            self._loss_sum += loss.detach()
+            self._correct += correct
+            self._window += 1
+        probe = StepProbe(self.watch) if record else None
+        self.optimizer.step()
+        if self.config.wrs_norm is not None:
+            self.watch.rescale_(self.config.wrs_norm)
+        self.iteration = t + 1
+        row = None
+        if record:
+            loss_acc = torch.stack([loss.detach(), correct / yb.shape[0]])
+            row = self.recorder.add_step(iteration=t, epoch=t // self.batches_per_epoch, lr=lr,
+                                         loss_acc=loss_acc, probe=probe, after=self.watch.flat(),
+                                         norm_scale=self.norm_scale_at(t))
+            if not math.isfinite(row[3]):
+                raise TrainingDiverged(f"loss is {row[3]} at iteration {t}; lower --lr")
+        if self.eval_every > 0 and (self.iteration % self.eval_every == 0 or
+                                    self.iteration == self.total_iters):
+            self.evaluate_now()
+        return row
+
+    def evaluate_now(self) -> list[float]:
+        """Record test loss/accuracy and the train means since the previous evaluation."""
+        n = max(self._window, 1)
+        train = torch.stack([self._loss_sum / n, self._correct / (n * self.config.batch_size)]).tolist()
+        test = evaluate(self.model, self.data.x_test, self.data.y_test, self.scale, self.shift,
+                        self.config.eval_batch_size)
+        row = self.recorder.add_eval(iteration=self.iteration, epoch=self.epoch, train=tuple(train),
+                                     test_and_norm=torch.cat([test, self.watch.norm().view(1)]))
+        self._reset_window()
+        return row
+
+    def run(self, until: int | None = None, *, on_record=None, on_checkpoint=None) -> bool:
+        """Train up to iteration ``until`` (default: ``total_iters``).
+
+        ``on_record(row)`` is called after each recorded step; ``on_checkpoint()`` every
+        ``config.checkpoint_every`` iterations. Returns True when ``until`` was reached, False
+        when stopped early by ``stop_requested``.
+        """
+        until = self.total_iters if until is None else min(until, self.total_iters)
+        every = self.config.checkpoint_every
+        while self.iteration < until:
+            if self.stop_requested:
+                return False
+            row = self.step()
+            if row is not None and on_record is not None:
+                on_record(row)
+            if on_checkpoint is not None and every and self.iteration % every == 0:
+                on_checkpoint()
+        return True
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-for-bit: weights, optimizer, sampler/RNG, metrics."""
+        state = {"iteration": self.iteration, "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
+                 "recorder": self.recorder.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "window": [self._loss_sum.cpu(), self._correct.cpu(), self._window],
+                 "si_names": list(self.groups.si)}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state["si_names"]) != list(self.groups.si):
+            raise ValueError("checkpoint's SI group differs from this model's: not the same run")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.recorder.load_state_dict(state["recorder"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        loss_sum, correct, window = state["window"]
+        self._loss_sum, self._correct = loss_sum.to(self.device), correct.to(self.device)
+        self._window = int(window)
+        self.iteration = int(state["iteration"])

@@ -1,0 +1,148 @@
+"""Command lines of nets/: end-to-end runs, one-line errors, signals + resume, the GPU sweep."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nets import TrainConfig, run_training
+from nets.data import write_fake_cifar
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "synthetic", "--width", "2", "--batch-size", "32", "--threads", "1", "--quiet"]
+RUN_FILES = {"config.json", "metrics.csv", "evals.csv", "metrics.npz", "periods.json", "plot.png",
+             "checkpoint.pt"}
+
+
+def _cli(module, *args, check=None, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    p = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=180, **kw)
+    if check is not None:
+        assert p.returncode == check, p.stderr
+    return p
+
+
+def _only_run_dir(out: Path) -> Path:
+    dirs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_tiny_cli_run_writes_every_file(tmp_path):
+    p = _cli("nets.train", *TINY, "--iters", "30", "--record-every", "2", "--out", tmp_path, check=0)
+    run = _only_run_dir(tmp_path)
+    assert run.name.startswith("nets-synthetic-convnet-")
+    assert RUN_FILES <= {f.name for f in run.iterdir()}
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["iters"] == 30 and cfg["config"]["width"] == 2
+    assert cfg["si_groups"]["si"] == ["features.0.weight", "features.3.weight", "features.7.weight",
+                                      "features.11.weight"]
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"iteration", "train_loss", "si_norm", "eff_lr", "eff_grad_norm", "angular_update",
+            "norm:features.0.weight"} <= set(header)
+    z = np.load(run / "metrics.npz")
+    assert z["step_iteration"][-1] == 29 and z["layer_norms"].shape[1] == 4
+    assert "30 iterations" in p.stdout and "periods:" in p.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--bogus"], "unrecognized arguments"),
+    (["--lr", "-1"], "--lr"),
+    (["--model", "vgg"], "--model"),
+    (["--width", "0"], "--width"),
+    (["--lr", "2", "--wd", "0.6"], "lr*wd"),
+])
+def test_bad_flags_give_one_line_and_exit_2(args, needle):
+    p = _cli("nets.train", *args, check=2)
+    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in p.stderr
+
+
+def test_missing_cifar_gives_one_line_and_exit_2(tmp_path):
+    p = _cli("nets.train", "--dataset", "cifar10", "--data-dir", tmp_path / "none", check=2)
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert "data_batch_1" in p.stderr and "cifar-10-python.tar.gz" in p.stderr
+    p = _cli("nets.train", "--resume", tmp_path / "nothing", check=2)
+    assert "no checkpoint" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_the_options():
+    out = _cli("nets.train", "--help", check=0).stdout
+    for flag in ("--model", "--mode", "--width", "--dataset", "--data-dir", "--lr", "--wd", "--momentum",
+                 "--batch-size", "--iters", "--epochs", "--record-every", "--augment", "--wrs-norm",
+                 "--exp-lr", "--seed", "--device", "--out", "--resume", "--quiet"):
+        assert flag in out
+
+
+LONG = [*TINY, "--iters", "1500", "--record-every", "5", "--checkpoint-every", "20"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run the interrupted ones must reproduce."""
+    out = tmp_path_factory.mktemp("ref")
+    cfg = TrainConfig(dataset="synthetic", width=2, batch_size=32, threads=1, quiet=True, iters=1500,
+                      record_every=5, checkpoint_every=20)
+    return run_training(cfg, run_dir=out / "ref")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference, sig):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "nets.train", *LONG, "--out", str(tmp_path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint.pt")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    run = _only_run_dir(tmp_path)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130, err
+        assert "--resume" in out
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    _cli("nets.train", "--resume", run, "--quiet", check=0)
+    z = np.load(run / "metrics.npz")
+    assert z["step_iteration"][-1] == 1499
+    for k in ("train_loss", "si_norm", "eff_grad_norm", "angular_update"):
+        np.testing.assert_array_equal(z[f"step_{k}"], reference.steps[k], err_msg=k)
+    np.testing.assert_array_equal(z["eval_test_acc"], reference.evals["test_acc"])
+
+
+def test_gpu_sweep_command_runs_end_to_end_on_fake_cifar(tmp_path):
+    """The command prepared for a GPU machine, at tiny scale on CPU (fake CIFAR-10)."""
+    write_fake_cifar(tmp_path / "data", "cifar10", n_train=96, n_test=32)
+    args = ["--dataset", "cifar10", "--data-dir", tmp_path / "data", "--model", "convnet", "--width", "2",
+            "--lrs", "0.5", "1", "--wd", "1e-3", "--iters", "24", "--batch-size", "32", "--record-every", "2",
+            "--scale-length", "--sweep-dir", tmp_path / "sweep", "--quiet", "--threads", "1"]
+    p = _cli("nets.sweep", *args, check=0)
+    rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
+    assert [r["lr"] for r in rows] == [0.5, 1.0] and [r["iters"] for r in rows] == [48, 24]
+    assert all(r["completed"] for r in rows)
+    assert {"sweep.csv", "sweep.png", "sweep_config.json"} <= {f.name for f in (tmp_path / "sweep").iterdir()}
+    for r in rows:
+        assert RUN_FILES <= {f.name for f in Path(r["run_dir"]).iterdir()}
+    assert "eta*lam" in p.stdout
+    again = _cli("nets.sweep", *args, check=0)          # continuing a finished sweep: nothing re-run
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"] == rows
+    assert "2/2 runs" in again.stdout
+
+
+def test_benchmark_runs_at_tiny_scale(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "benchmarks/bench_nets.py", "--dataset", "synthetic", "--width", "2",
+                        "--batch-size", "32", "--block", "3", "--rounds", "1", "--warmup", "1", "--threads", "1",
+                        "--json", str(tmp_path / "b.json")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    out = json.loads((tmp_path / "b.json").read_text())
+    assert out["speedup_vs_dataloader"] > 0 and set(out["images_per_s"]) >= {"ours", "dataloader"}
+    assert "speed-up vs DataLoader loop" in p.stdout and "recording overhead" in p.stdout

@@ -1,0 +1,162 @@
+"""Training loop of nets/: recorded quantities, reproducibility, resume, WRS, exponential LR."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nets import TrainConfig, resume_training, run_training
+from nets.checkpoint import load_checkpoint
+from nets.data import make_synthetic
+from nets.trainer import Trainer
+
+TINY = dict(dataset="synthetic", width=2, batch_size=32, record_every=3, eval_every=7, quiet=True,
+            threads=1, checkpoint_every=10, init_si_norm=None)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _same_tables(a, b):
+    assert a.steps.keys() == b.steps.keys()
+    for k in a.steps:
+        np.testing.assert_array_equal(a.steps[k], b.steps[k], err_msg=k)
+    for k in a.evals:
+        np.testing.assert_array_equal(a.evals[k], b.evals[k], err_msg=k)
+    np.testing.assert_array_equal(a.layer_norms, b.layer_norms)
+
+
+def test_same_seed_same_metrics_different_seed_different():
+    cfg = TrainConfig(**TINY, iters=25, augment=True)
+    a, b = run_training(cfg, write=False), run_training(replace(cfg), write=False)
+    _same_tables(a, b)
+    c = run_training(replace(cfg, seed=1), write=False)
+    assert not np.array_equal(a.steps["train_loss"], c.steps["train_loss"])
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    cfg = TrainConfig(**TINY, iters=40, augment=True, momentum=0.9, out=str(tmp_path))
+    full = run_training(cfg, run_dir=tmp_path / "full")
+    part = run_training(cfg, run_dir=tmp_path / "part", stop_after=17)  # mid-epoch, mid-interval
+    assert not part.completed and part.iterations == 17
+    assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["trainer"]["iteration"] == 17
+    res = resume_training(tmp_path / "part")
+    assert res.completed and res.iterations == 40
+    _same_tables(full, res)
+    wa = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["trainer"]["model"]
+    wb = load_checkpoint(tmp_path / "part" / "checkpoint.pt")["trainer"]["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    cfg = TrainConfig(**TINY, iters=30, out=str(tmp_path))
+    long = run_training(replace(cfg, iters=50), write=False)
+    run_training(cfg, run_dir=tmp_path / "r")
+    ext = resume_training(tmp_path / "r", iters=50)
+    # the first run recorded its last step (29) as an extra row; otherwise identical
+    keep = (long.steps["iteration"] != 29)
+    np.testing.assert_array_equal(ext.steps["si_norm"][ext.steps["iteration"] != 29],
+                                  long.steps["si_norm"][keep])
+
+
+def _si_params(tr):
+    return tr.watch.params
+
+
+def test_recorded_norm_effective_lr_grad_norm_and_angle_match_the_weights():
+    cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=10, lr=0.7, wd=0.01)
+    tr = Trainer(cfg, make_synthetic())
+    tr.run(5)
+    before = [p.detach().double().clone() for p in _si_params(tr)]
+    rho = math.sqrt(sum(float((b ** 2).sum()) for b in before))
+    tr.run(6)
+    row = dict(zip(tr.recorder.arrays()[0].keys(), tr.recorder.steps[-1]))
+    assert row["iteration"] == 5
+    assert row["si_norm"] == pytest.approx(rho, rel=1e-6)
+    assert row["eff_lr"] == pytest.approx(0.7 / rho ** 2, rel=1e-6)
+    g = math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in _si_params(tr)))
+    assert row["grad_norm"] == pytest.approx(g, rel=1e-5)
+    assert row["eff_grad_norm"] == pytest.approx(rho * g, rel=1e-5)
+    a = torch.cat([b.reshape(-1) for b in before])
+    b = torch.cat([p.detach().double().reshape(-1) for p in _si_params(tr)])
+    cos = float(a @ b / (a.norm() * b.norm()))
+    assert row["angular_update"] == pytest.approx(math.acos(min(cos, 1.0)), rel=1e-3, abs=1e-6)
+    norms = tr.recorder.layer_norms[-1]
+    assert norms == pytest.approx([float(x.norm()) for x in before], rel=1e-6)
+
+
+def test_norm_follows_exact_sgd_wd_recurrence():
+    """||x+||^2 = (1-eta*lam)^2 ||x||^2 + eta^2 ||g||^2 (REFERENCE.md), since g is orthogonal to x."""
+    cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=8, lr=0.5, wd=0.05)
+    tr = Trainer(cfg, make_synthetic())
+    tr.run()
+    steps = tr.recorder.arrays()[0]
+    rho, g = steps["si_norm"], steps["grad_norm"]
+    pred = (1 - 0.5 * 0.05) ** 2 * rho[:-1] ** 2 + 0.25 * g[:-1] ** 2
+    np.testing.assert_allclose(rho[1:] ** 2, pred, rtol=2e-4)
+
+
+def test_wrs_keeps_the_si_norm_fixed():
+    cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=12, wrs_norm=4.0)
+    res = run_training(cfg, write=False)
+    np.testing.assert_allclose(res.steps["si_norm"], 4.0, rtol=1e-5)
+    np.testing.assert_allclose(res.steps["eff_lr"], cfg.lr / 16, rtol=1e-5)
+    assert cfg.wd_si == 0.0
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_exponential_lr_follows_the_weight_decay_run(momentum):
+    """Li & Arora: no WD, LR eta*alpha^(-2t-1) gives the WD run's weights divided by alpha^t."""
+    base = TrainConfig(**{**TINY, "record_every": 1}, iters=15, lr=0.1, wd=0.02, momentum=momentum)
+    wd = run_training(base, write=False)
+    ex = run_training(replace(base, exp_lr=True), write=False)
+    np.testing.assert_allclose(ex.steps["si_norm_equiv"], wd.steps["si_norm"], rtol=2e-3)
+    np.testing.assert_allclose(ex.steps["train_loss"], wd.steps["train_loss"], rtol=1e-2, atol=1e-4)
+    assert ex.steps["lr"][-1] > ex.steps["lr"][0] and ex.steps["si_norm"][-1] > ex.steps["si_norm"][0]
+
+
+def test_practical_mode_trains_bn_and_linear_with_chosen_wd():
+    cfg = TrainConfig(**TINY, mode="practical", iters=5, wd=0.01, wd_on="si")
+    tr = Trainer(cfg, make_synthetic())
+    names = [g.get("name") for g in tr.optimizer.param_groups]
+    assert names == ["si", "other"]
+    assert tr.optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert tr.optimizer.param_groups[1]["weight_decay"] == 0.0
+    lin = tr.model.linear.weight.detach().clone()
+    tr.run()
+    assert not torch.equal(lin, tr.model.linear.weight)
+
+
+def test_config_rejects_impossible_settings():
+    with pytest.raises(ValueError, match="lr\\*wd"):
+        TrainConfig(lr=10, wd=0.2)
+    with pytest.raises(ValueError, match="at most one"):
+        TrainConfig(wrs_norm=1.0, exp_lr=True)
+    with pytest.raises(ValueError, match="model"):
+        TrainConfig(model="vgg")
+    with pytest.raises(ValueError, match="float32 overflow"):
+        Trainer(TrainConfig(**TINY, iters=100000, exp_lr=True, lr=1, wd=0.01), make_synthetic())
+
+
+def test_diverged_run_writes_what_it_recorded(tmp_path, monkeypatch):
+    import json
+
+    from nets.trainer import TrainingDiverged
+
+    orig = Trainer.step
+
+    def step(self):
+        if self.iteration == 12:
+            raise TrainingDiverged("loss is nan at iteration 12; lower --lr")
+        return orig(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    with pytest.raises(TrainingDiverged, match="iteration 12"):
+        run_training(TrainConfig(**TINY, iters=30), run_dir=tmp_path / "r")
+    rep = json.loads((tmp_path / "r" / "periods.json").read_text())
+    assert rep["diverged"] and not rep["completed"] and rep["iterations"] == 12
