@@ -8,11 +8,11 @@ temporary name and renamed, so a kill during the write leaves the previous check
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from simulate.io import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_NAME", "FORMAT_VERSION"]
 
@@ -22,20 +22,9 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(path: str | Path, trainer, config_dict: dict) -> Path:
     """Write ``trainer.state_dict()`` and ``config_dict`` to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "config": config_dict,
                "device_type": trainer.device.type, "trainer": trainer.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(path: str | Path) -> dict:

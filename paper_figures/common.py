@@ -20,10 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from simulate.io import write_json  # noqa: E402
+from simulate.io import write_json, write_npz  # noqa: E402
 
-__all__ = ["FigureResult", "save_figure", "mark_events", "net_runs", "NET_LRS", "net_config",
-           "relative_error"]
+__all__ = ["FigureResult", "save_figure", "save_data", "table_row", "relative_error", "net_runs", "NET_LRS",
+           "net_config"]
 
 
 @dataclass
@@ -78,20 +78,8 @@ def save_figure(fig, out: Path, name: str, result: FigureResult) -> None:
 def save_data(out: Path, name: str, result: FigureResult, arrays: dict | None = None) -> None:
     """Save the numbers behind a figure: ``<name>.npz`` (arrays) and ``<name>.json`` (summary)."""
     if arrays:
-        path = out / f"{name}.npz"
-        np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
-        result.files.append(path)
-    path = out / f"{name}.json"
-    write_json(path, result.to_dict())
-    result.files.append(path)
-
-
-def mark_events(ax, iterations, events, **kw) -> None:
-    """Vertical dashed lines at the destabilisations (indices into ``iterations``)."""
-    style = dict(color="crimson", lw=0.8, ls="--", alpha=0.7)
-    style.update(kw)
-    for k, e in enumerate(np.asarray(events, dtype=int)):
-        ax.axvline(iterations[e], label="destabilisation" if k == 0 else None, **style)
+        result.files.append(write_npz(out / f"{name}.npz", **{k: np.asarray(v) for k, v in arrays.items()}))
+    result.files.append(write_json(out / f"{name}.json", result.to_dict()))
 
 
 # ----------------------------------------------------------------------------- network runs

@@ -39,8 +39,3 @@ def toy_reports(traj, burn_in: float = 0.25):
     """Period reports over the records after ``burn_in`` (fraction), with the offset to add."""
     tail = 1.0 - burn_in
     return period_reports(traj, tail=tail), _tail_start(traj.norm.shape[0], tail)
-
-
-def finite(values) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    return arr[np.isfinite(arr)]

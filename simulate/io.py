@@ -2,7 +2,7 @@
 
 * :class:`Progress` -- a dependency-free progress bar on stderr (silent when
   stderr is not a terminal unless forced, so logs and CI stay clean).
-* :func:`write_json`, :func:`write_csv`, :func:`write_npz` -- results as plain
+* :func:`write_json`, :func:`write_csv`, :func:`write_npz`, :func:`atomic_write` -- results as plain
   files, written atomically (a temporary file renamed into place), so an
   interrupted job never leaves a half-written result behind.
 * :class:`CliParser` -- an :class:`argparse.ArgumentParser` whose errors are one
@@ -30,6 +30,7 @@ __all__ = [
     "write_json",
     "write_csv",
     "write_npz",
+    "atomic_write",
     "to_jsonable",
     "CliParser",
     "cli_fail",
@@ -122,7 +123,8 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write(path: Path, write) -> Path:
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -140,7 +142,7 @@ def _atomic_write(path: Path, write) -> Path:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (numpy types converted, NaN -> null)."""
     text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n"
-    return _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
+    return atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
 def write_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
@@ -160,12 +162,12 @@ def write_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
         text.flush()
         text.detach()
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(Path(path), write)
 
 
 def write_npz(path: str | Path, **arrays: Any) -> Path:
     """Write arrays to a compressed ``.npz`` file atomically."""
-    return _atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
+    return atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
 
 
 class CliParser(argparse.ArgumentParser):
