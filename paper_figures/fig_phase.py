@@ -22,7 +22,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulate import classify, sweep
+from simulate import compare_with_theory, sweep
 from theory.stability import critical_norm
 
 from .common import FigureResult, save_data, save_figure, table_row
@@ -35,15 +35,14 @@ MARKERS = {"equilibrium": ("o", "tab:blue"), "edge": ("s", "tab:orange"), "perio
            "transient": ("d", "grey"), "diverged": ("X", "k")}
 
 
-def regimes(traj, rho_c: np.ndarray, tail: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Regime labels and tail-median :math:`\\rho/\\rho_c` of each configuration.
+def regimes(rows: list[dict], rho_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Regime labels and tail-median :math:`\rho/\rho_c` from :func:`simulate.compare_with_theory` rows.
 
     ``'equilibrium'`` of :func:`simulate.classify` is split by the norm: settled above the
     critical norm (a stable equilibrium) or pinned at it (``'edge'``).
     """
-    base = classify(traj, tail=tail)
-    lo = traj.norm.shape[0] // 2
-    ratio = np.median(traj.norm[lo:], axis=0) / rho_c
+    base = np.array([r["regime"] for r in rows])
+    ratio = np.array([r["rho_measured"] for r in rows]) / rho_c
     labels = np.where((base == "equilibrium") & (np.abs(ratio - 1) < EDGE_TOL), "edge", base)
     return labels, ratio
 
@@ -72,14 +71,15 @@ def make(out: Path, quick: bool) -> FigureResult:
     E, L = np.meshgrid(eta, lam, indexing="ij")
     valid = E * L < 0.9
     traj = sweep(obj, eta=E[valid], lam=L[valid], seeds=[0], steps=steps, noise=SIGMA, grid=False)
-    lab, ratio = regimes(traj, critical_norm(E[valid], h))
-    g_rms = np.sqrt(np.mean(traj.eff_grad_norm[steps // 2:].astype(float) ** 2, axis=0))
+    rows = compare_with_theory(traj, tail=0.5)
+    lab, ratio = regimes(rows, critical_norm(E[valid], h))
+    g_rms = np.array([r["eff_grad_norm_rms"] for r in rows])
 
     s_vals = np.geomspace(3e-3, 0.3, n)
     el_vals = np.geomspace(1e-5, 0.3, n)
     S, EL = np.meshgrid(s_vals, el_vals, indexing="ij")
     traj2 = sweep(obj, eta=1.0, lam=EL.ravel(), seeds=[0], steps=steps, noise=S.ravel(), grid=False)
-    lab2, ratio2 = regimes(traj2, critical_norm(1.0, h))
+    lab2, ratio2 = regimes(compare_with_theory(traj2, tail=0.5), critical_norm(1.0, h))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     grid_ratio = np.full(E.shape, np.nan)
@@ -105,11 +105,10 @@ def make(out: Path, quick: bool) -> FigureResult:
     axes[1].legend(fontsize=7, loc="upper left")
     save_figure(fig, out, NAME, res)
 
-    # theory check: where the equilibrium is predicted stable, does the norm sit at rho*?
-    from theory.equilibrium import equilibrium_norm
+    # theory check: where the run settled above the critical norm, does it sit at rho*?
     stable = (lab == "equilibrium") & (E[valid] * L[valid] > 1e-4)
-    pred = equilibrium_norm(E[valid][stable], L[valid][stable], g_rms[stable])
-    meas = np.median(traj.norm[steps // 2:], axis=0)[stable]
+    pred = np.array([r["rho_predicted"] for r in rows])[stable]
+    meas = np.array([r["rho_measured"] for r in rows])[stable]
     errs = np.abs(meas / pred - 1)
     for k in np.argsort(E[valid][stable] * L[valid][stable])[-3:]:
         res.table.append(table_row("equilibrium norm", f"toy η={E[valid][stable][k]:.3g} "

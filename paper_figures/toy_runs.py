@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulate import NormalizedQuadratic, period_reports, sweep
-from simulate.sweep import _tail_start
+from simulate.sweep import tail_start
 
 __all__ = ["TOY_DIM", "toy_objective", "toy_sweep", "toy_reports"]
 
@@ -38,4 +38,4 @@ def toy_sweep(eta, lam, *, steps: int, seeds=(0,), noise=TOY_NOISE, grid: bool =
 def toy_reports(traj, burn_in: float = 0.25):
     """Period reports over the records after ``burn_in`` (fraction), with the offset to add."""
     tail = 1.0 - burn_in
-    return period_reports(traj, tail=tail), _tail_start(traj.norm.shape[0], tail)
+    return period_reports(traj, tail=tail), tail_start(traj.norm.shape[0], tail)

@@ -32,7 +32,7 @@ from theory.stability import critical_norm, predicted_period_length
 
 from .engine import Trajectory
 from .io import write_csv, write_json
-from .sweep import _tail_start, classify, period_reports
+from .sweep import tail_start, classify, period_reports
 
 __all__ = ["compare_with_theory", "format_table", "write_comparison", "TABLE_COLUMNS"]
 
@@ -73,7 +73,7 @@ def compare_with_theory(traj: Trajectory, *, sharpness: float | None = None, tai
     **period_kw
         Passed to :func:`simulate.periods.detect_periods`.
     """
-    lo = _tail_start(traj.norm.shape[0], tail)
+    lo = tail_start(traj.norm.shape[0], tail)
     regimes = classify(traj, tail=tail, **period_kw)
     reports = period_reports(traj, **period_kw)
     eff_lr = traj.eff_lr

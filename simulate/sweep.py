@@ -17,7 +17,7 @@ from .fast_quadratic import run_fast
 from .objectives import NormalizedQuadratic, Objective, make_objective
 from .periods import PeriodReport, detect_periods
 
-__all__ = ["make_grid", "sweep", "classify", "period_reports", "REGIMES"]
+__all__ = ["make_grid", "sweep", "classify", "period_reports", "tail_start", "REGIMES"]
 
 REGIMES = ("equilibrium", "periodic", "diverged", "transient")
 
@@ -108,7 +108,8 @@ def _finite_positive(traj: Trajectory, i: int) -> bool:
     return bool(ok)
 
 
-def _tail_start(n: int, tail: float) -> int:
+def tail_start(n: int, tail: float) -> int:
+    """Index of the first of the last ``tail`` fraction of ``n`` records (at least 2 records)."""
     if not 0 < tail <= 1:
         raise ValueError(f"tail must be in (0, 1], got {tail!r}")
     return n - min(max(int(round(tail * n)), 2), n)
@@ -120,7 +121,7 @@ def period_reports(traj: Trajectory, *, tail: float = 1.0, **period_kw) -> list[
     ``tail`` is the fraction of the records used (from the end); events are indices into that
     tail.
     """
-    lo = _tail_start(traj.norm.shape[0], tail)
+    lo = tail_start(traj.norm.shape[0], tail)
     out = []
     for i in range(traj.n_configs):
         if not _finite_positive(traj, i):
@@ -149,7 +150,7 @@ def classify(traj: Trajectory, *, tail: float = 0.5, trend_tol: float = 0.05, **
     ndarray of str, shape (B,)
     """
     labels = []
-    lo = _tail_start(traj.norm.shape[0], tail)
+    lo = tail_start(traj.norm.shape[0], tail)
     for i, rep in enumerate(period_reports(traj, tail=tail, **period_kw)):
         if rep is None:
             labels.append("diverged")

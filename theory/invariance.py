@@ -91,8 +91,8 @@ class _TorchBackend:
 class _NumpyBackend:
     """Values of a numpy callable; analytic gradient if given, else central differences."""
 
-    def __init__(self, f: Callable, grad: Callable | None, shape: tuple[int, ...]):
-        self.f, self._grad, self.shape = f, grad, shape
+    def __init__(self, f: Callable, grad: Callable | None):
+        self.f, self._grad = f, grad
 
     def value(self, x: np.ndarray) -> float:
         return float(self.f(x))
@@ -172,7 +172,7 @@ def check_scale_invariance(f: Callable, x, alpha: float = 2.0, *, grad: Callable
     if _is_torch_callable(f, x):
         be = _TorchBackend(f)
     else:
-        be = _NumpyBackend(f, grad, x.shape)
+        be = _NumpyBackend(f, grad)
     f0, fa = be.value(x), be.value(a * x)
     g0, ga = be.grad(x), be.grad(a * x)
     v = np.random.default_rng(seed).standard_normal(x.shape)
