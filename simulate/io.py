@@ -123,6 +123,15 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it into place."""
     path = Path(path)
@@ -131,6 +140,7 @@ def atomic_write(path: str | Path, write) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give results the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,65 @@
+import csv
+import io
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from simulate.io import CliParser, Progress, atomic_write, write_csv, write_json, write_npz
+
+
+def test_writers_round_trip_and_leave_no_temporaries(tmp_path):
+    write_json(tmp_path / "a.json", {"x": np.float32(1.5), "y": np.arange(3), "z": float("nan")})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1.5, "y": [0, 1, 2], "z": None}
+    write_csv(tmp_path / "b.csv", {"t": np.arange(3), "v": [0.5, 1.5, 2.5]})
+    rows = list(csv.reader((tmp_path / "b.csv").open()))
+    assert rows == [["t", "v"], ["0", "0.5"], ["1", "1.5"], ["2", "2.5"]]
+    write_npz(tmp_path / "c.npz", a=np.eye(2))
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npz")["a"], np.eye(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.csv", "c.npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    # the usual permissions of a new file, not mkstemp's private 0600
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o666 & ~umask
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "r.json"
+    write_json(path, {"ok": 1})
+
+    def broken(fh):
+        fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, broken)
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_csv_rejects_ragged_columns(tmp_path):
+    with pytest.raises(ValueError, match="different lengths"):
+        write_csv(tmp_path / "x.csv", {"a": [1, 2], "b": [1]})
+
+
+def test_cli_parser_one_line_error(capsys):
+    p = CliParser(prog="prog")
+    p.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(["--n", "x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prog: error:")
+
+
+def test_progress_draws_only_when_enabled():
+    buf = io.StringIO()
+    with Progress(10, desc="run", enabled=True, stream=buf, min_interval=0) as bar:
+        for _ in range(10):
+            bar.update()
+    assert "10/10" in buf.getvalue() and "100%" in buf.getvalue()
+    quiet = io.StringIO()
+    list(Progress(5, enabled=False, stream=quiet).iterate(range(5)))
+    assert quiet.getvalue() == ""
