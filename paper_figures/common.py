@@ -125,7 +125,8 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
     continued from its checkpoint (which does nothing more than reload it when it is complete),
     so the network figures share their runs and an interrupted figure job loses nothing. A run
     is a dict with ``steps`` (metric arrays), ``periods`` (:class:`simulate.periods.PeriodReport`),
-    ``period_summary`` (:func:`nets.report.analyse_periods`) and ``config``.
+    ``period_summary`` (:func:`nets.report.analyse_periods`) and ``config``. Completed runs are
+    also kept in memory, so the figures of one ``report`` load (and rewrite) each run only once.
     """
     from nets.checkpoint import CHECKPOINT_NAME
     from nets.run import resume_training, run_training
@@ -135,13 +136,23 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
     for lr in lrs:
         run_dir = out / "net_runs" / f"lr{lr:g}"
         cfg = net_config(lr, quick)
+        key = (run_dir.resolve(), tuple(sorted(cfg.to_dict().items())))
+        if key in _COMPLETED:
+            results[lr] = _COMPLETED[key]
+            continue
         if (run_dir / CHECKPOINT_NAME).exists() and _same_config(run_dir, cfg):
             res = resume_training(run_dir, quiet=True)
         else:
             res = run_training(cfg, run_dir=run_dir)
         results[lr] = {"steps": res.steps, "periods": res.periods, "period_summary": res.period_summary,
                        "config": res.config, "run_dir": res.run_dir}
+        if res.completed:
+            _COMPLETED[key] = results[lr]
     return results
+
+
+#: completed network runs of this process, keyed by run folder and configuration
+_COMPLETED: dict = {}
 
 
 def _same_config(run_dir: Path, cfg) -> bool:
