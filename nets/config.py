@@ -58,7 +58,9 @@ class TrainConfig:
     Length and recording: ``iters`` or ``epochs`` (epochs wins when > 0); step metrics every
     ``record_every`` iterations; test evaluation every ``eval_every`` iterations (0: once per
     epoch; -1: never); a checkpoint every ``checkpoint_every`` iterations (0: only at the end or
-    on interruption).
+    on interruption); the sharpness of the SI group (:mod:`nets.sharpness`) every
+    ``sharpness_every`` iterations (0: never), on the first ``sharpness_batches`` training
+    batches, with at most ``sharpness_iters`` Lanczos steps.
     """
 
     model: str = "convnet"
@@ -83,6 +85,9 @@ class TrainConfig:
     eval_every: int = 0
     eval_batch_size: int = 1000
     checkpoint_every: int = 1000
+    sharpness_every: int = 0
+    sharpness_batches: int = 4
+    sharpness_iters: int = 30
     wrs_norm: float | None = None
     exp_lr: bool = False
     init_si_norm: float | None = 20.0
@@ -103,10 +108,12 @@ class TrainConfig:
         _choice("mode", self.mode, MODES)
         _choice("dataset", self.dataset, DATASETS)
         _choice("wd_on", self.wd_on, WD_GROUPS)
-        for name in ("width", "batch_size", "record_every", "eval_batch_size"):
+        for name in ("width", "batch_size", "record_every", "eval_batch_size", "sharpness_batches",
+                     "sharpness_iters"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("iters", "epochs", "train_subset", "checkpoint_every", "aug_pad", "threads"):
+        for name in ("iters", "epochs", "train_subset", "checkpoint_every", "aug_pad", "threads",
+                     "sharpness_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.iters == 0 and self.epochs == 0:

@@ -15,6 +15,8 @@ from torch import nn
 
 from theory.dynamics import angular_update, effective_grad_norm, effective_lr
 
+from .sharpness import SHARPNESS_COLUMNS
+
 __all__ = ["SIWatch", "evaluate", "Recorder", "STEP_COLUMNS", "EVAL_COLUMNS"]
 
 STEP_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_acc", "si_norm", "si_norm_equiv",
@@ -95,6 +97,7 @@ class Recorder:
         self.steps: list[list[float]] = []
         self.layer_norms: list[list[float]] = []
         self.evals: list[list[float]] = []
+        self.sharpness: list[list[float]] = []
         self.n_layers = n_layers
 
     def add_step(self, *, iteration: int, epoch: int, lr: float, loss_acc: torch.Tensor,
@@ -120,22 +123,34 @@ class Recorder:
         self.evals.append(row)
         return row
 
+    def add_sharpness(self, row: list[float]) -> list[float]:
+        """Record one row of :data:`nets.sharpness.SHARPNESS_COLUMNS`."""
+        self.sharpness.append(list(row))
+        return row
+
     def arrays(self) -> tuple[dict, np.ndarray, dict]:
         """``(steps, layer_norms, evals)``: dicts of 1-D arrays by column, and an
         ``n_records x n_layers`` array."""
-        def table(rows, cols):
-            a = np.asarray(rows, dtype=float).reshape(-1, len(cols))
-            return {c: (a[:, i].astype(np.int64) if c in ("iteration", "epoch") else a[:, i])
-                    for i, c in enumerate(cols)}
         ln = np.asarray(self.layer_norms, dtype=float).reshape(-1, self.n_layers)
-        return table(self.steps, STEP_COLUMNS), ln, table(self.evals, EVAL_COLUMNS)
+        return _table(self.steps, STEP_COLUMNS), ln, _table(self.evals, EVAL_COLUMNS)
+
+    def sharpness_table(self) -> dict | None:
+        """The sharpness measurements as a dict of 1-D arrays (None if there are none)."""
+        return _table(self.sharpness, SHARPNESS_COLUMNS) if self.sharpness else None
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "layer_norms": self.layer_norms, "evals": self.evals,
-                "n_layers": self.n_layers}
+                "sharpness": self.sharpness, "n_layers": self.n_layers}
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = [list(r) for r in state["steps"]]
         self.layer_norms = [list(r) for r in state["layer_norms"]]
         self.evals = [list(r) for r in state["evals"]]
+        self.sharpness = [list(r) for r in state.get("sharpness", [])]
         self.n_layers = int(state["n_layers"])
+
+
+def _table(rows: list[list[float]], cols) -> dict:
+    a = np.asarray(rows, dtype=float).reshape(-1, len(cols))
+    ints = ("iteration", "epoch", "lanczos_iterations")
+    return {c: (a[:, i].astype(np.int64) if c in ints else a[:, i]) for i, c in enumerate(cols)}

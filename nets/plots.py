@@ -23,10 +23,14 @@ def _pyplot():
     return plt
 
 
-def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "") -> Path:
-    """Four stacked panels over iterations, destabilisations marked; returns ``path``."""
+def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
+             sharpness: dict | None = None, threshold: float = 2.0) -> Path:
+    """Four stacked panels over iterations (five with ``sharpness``: the measured
+    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked;
+    returns ``path``."""
     plt = _pyplot()
-    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    n = 4 if sharpness is None else 5
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
     it = steps["iteration"]
     panels = [
         (axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
@@ -34,11 +38,16 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "") -> 
         (axes[2], it, steps["eff_lr"], "effective LR $\\eta/\\rho^2$", "log"),
         (axes[3], evals["iteration"], evals["test_acc"], "test accuracy", "linear"),
     ]
+    if sharpness is not None:
+        panels.append((axes[4], sharpness["iteration"], sharpness["eff_lr_sharpness"],
+                       "$\\tilde\\eta h = \\eta\\lambda_{\\max}$", "log"))
+        axes[4].axhline(threshold, color="k", ls="--", lw=0.8, label=f"2(1+$\\mu$) = {threshold:g}")
+        axes[4].legend(fontsize=8, loc="upper right")
     for ax, x, y, label, scale in panels:
         y = np.asarray(y, dtype=float)
         if scale == "log":
             y = np.where(y > 0, y, np.nan)
-        ax.plot(x, y, lw=0.8)
+        ax.plot(x, y, lw=0.8, marker="." if len(x) < 200 else None)
         ax.set_ylabel(label)
         if scale == "log" and np.isfinite(y).any():
             ax.set_yscale("log")

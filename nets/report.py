@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 
-from theory.stability import predicted_period_length
+from theory.stability import predicted_period_length, stability_threshold
 from simulate.periods import detect_periods
 
-__all__ = ["analyse_periods", "period_line"]
+__all__ = ["analyse_periods", "period_line", "stability_at_destabilisations", "stability_line"]
 
 
 def _predict(eta: float, lam: float, ratio: float, momentum: float) -> float:
@@ -102,3 +102,47 @@ def period_line(summary: dict) -> str:
             f"predicted {summary['predicted_mean_length']:.0f} it from the measured norm ratios "
             f"(median {summary['norm_ratio']:.3g}) at eta*lam = {summary['eta_lam']:.3g}; measured/predicted "
             f"{summary['measured_over_predicted']:.2f}; destabilisations at {summary['event_iterations']}")
+
+
+def stability_at_destabilisations(sharpness: dict, event_iterations, momentum: float = 0.0) -> dict:
+    r"""The destabilisation condition measured on the run (:mod:`nets.sharpness`).
+
+    For each destabilisation onset, the largest :math:`\tilde\eta h = \eta\lambda_{\max}`
+    measured in the later half of the interval since the previous onset (the end of the decay
+    phase, where the theory puts the crossing of :math:`2(1+\mu)`), and the last value measured
+    at or before the onset. Returns a JSON-ready dict with the threshold, those per-onset
+    values, their median over the threshold, and the fraction of all measurements above it.
+    """
+    it = np.asarray(sharpness["iteration"], dtype=float)
+    prod = np.asarray(sharpness["eff_lr_sharpness"], dtype=float)
+    threshold = float(stability_threshold(momentum))
+    onsets, prev = [], 0.0
+    for e in event_iterations:
+        window = (it >= prev + 0.5 * (e - prev)) & (it <= e)
+        before = it <= e
+        if window.any():
+            j = np.flatnonzero(window)[np.argmax(prod[window])]
+            onsets.append({"onset": int(e), "peak": float(prod[j]), "peak_iteration": int(it[j]),
+                           "last": float(prod[np.flatnonzero(before)[-1]]),
+                           "last_iteration": int(it[np.flatnonzero(before)[-1]])})
+        prev = float(e)
+    peaks = [o["peak"] for o in onsets]
+    finite = np.isfinite(prod)
+    return {"threshold": threshold, "n_measurements": int(it.size), "onsets": onsets,
+            "median_peak": float(np.median(peaks)) if peaks else float("nan"),
+            "median_peak_over_threshold": float(np.median(peaks) / threshold) if peaks else float("nan"),
+            "fraction_above_threshold": float(np.mean(prod[finite] > threshold)) if finite.any() else float("nan")}
+
+
+def stability_line(stability: dict) -> str:
+    """One human-readable line for the CLI."""
+    n = len(stability["onsets"])
+    if n == 0:
+        return (f"sharpness: {stability['n_measurements']} measurements, no destabilisation to compare "
+                f"with; {100 * stability['fraction_above_threshold']:.0f}% above the threshold "
+                f"{stability['threshold']:g}")
+    return (f"sharpness: before {n} destabilisation(s) eta*lambda_max peaks at "
+            f"{stability['median_peak']:.3g} (median), threshold 2(1+mu) = {stability['threshold']:g} "
+            f"(ratio {stability['median_peak_over_threshold']:.2f}); "
+            f"{100 * stability['fraction_above_threshold']:.0f}% of {stability['n_measurements']} "
+            f"measurements above it")

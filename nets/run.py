@@ -8,7 +8,9 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
   plus the norm of every SI tensor, ``norm:<name>``);
 * ``evals.csv``    -- one row per evaluation (per epoch by default): train means, test loss/acc;
 * ``metrics.npz``  -- both tables and the per-layer norm matrix;
-* ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`);
+* ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`),
+  and, with sharpness measurements, eta*lambda_max before each destabilisation vs 2(1+mu);
+* ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
 * ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
 """
@@ -31,6 +33,7 @@ from simulate.io import Progress, write_csv, write_json, write_npz
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import DEFAULT_NOTES, TrainConfig
 from .data import load_data
+from .report import stability_at_destabilisations
 from .si import SIGroups
 from .trainer import Trainer, TrainingDiverged, resolve_device
 
@@ -55,6 +58,7 @@ class RunResult:
     iters_per_s: float
     device: str
     diverged: str | None = None
+    sharpness: dict | None = None
 
 
 def set_threads(config: TrainConfig, device: torch.device) -> int:
@@ -114,14 +118,20 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
         cols[f"norm:{name}"] = result.layer_norms[:, j]
     write_csv(run_dir / "metrics.csv", cols)
     write_csv(run_dir / "evals.csv", result.evals)
+    sharp = result.sharpness or {}
+    if sharp:
+        write_csv(run_dir / "sharpness.csv", sharp)
     write_npz(run_dir / "metrics.npz", **{f"step_{k}": v for k, v in result.steps.items()},
-              **{f"eval_{k}": v for k, v in result.evals.items()}, layer_norms=result.layer_norms,
+              **{f"eval_{k}": v for k, v in result.evals.items()},
+              **{f"sharpness_{k}": v for k, v in sharp.items()}, layer_norms=result.layer_norms,
               si_names=np.array(result.si_groups.si))
     write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
                                           "completed": result.completed, "diverged": result.diverged,
                                           "iterations": result.iterations})
     if len(result.steps["iteration"]) > 1:
-        plot_run(run_dir / "plot.png", result.steps, result.evals, result.period_summary, title)
+        plot_run(run_dir / "plot.png", result.steps, result.evals, result.period_summary, title,
+                 sharpness=result.sharpness,
+                 threshold=result.period_summary.get("stability", {}).get("threshold", 2.0))
 
 
 def _analyse(steps: dict, config: TrainConfig):
@@ -201,15 +211,20 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     if diverged is None:
         checkpoint()
     steps, layer_norms, evals = trainer.recorder.arrays()
+    sharpness = trainer.recorder.sharpness_table()
     if diverged is None:
         periods, summary = _analyse(steps, config)
     else:
         periods, summary = None, {"n_periods": 0, "event_iterations": [], "note": str(diverged)}
+    if sharpness is not None:
+        summary["stability"] = stability_at_destabilisations(sharpness, summary["event_iterations"],
+                                                             config.momentum)
     result = RunResult(config=config, run_dir=run_dir, si_groups=trainer.groups, steps=steps,
                        layer_norms=layer_norms, evals=evals, periods=periods, period_summary=summary,
                        completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,
                        iters_per_s=(trainer.iteration - start_it) / max(elapsed, 1e-9),
-                       device=str(device), diverged=None if diverged is None else str(diverged))
+                       device=str(device), diverged=None if diverged is None else str(diverged),
+                       sharpness=sharpness)
     if run_dir is not None:
         title = (f"{config.model} ({config.mode}, width {config.width}) on {config.dataset}: "
                  f"eta={config.lr:g}, lambda={config.wd:g}, batch {config.batch_size}")

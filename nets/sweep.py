@@ -27,7 +27,7 @@ from .config import TrainConfig
 PROG = "python -m nets.sweep"
 ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_length", "norm_ratio",
             "predicted_length", "measured_frequency", "predicted_frequency", "measured_over_predicted",
-            "final_test_acc", "completed", "diverged", "run_dir")
+            "final_test_acc", "sharpness_peak_over_threshold", "completed", "diverged", "run_dir")
 
 __all__ = ["run_sweep", "sweep_configs", "main"]
 
@@ -58,14 +58,18 @@ def _row(cfg: TrainConfig, run_dir: Path) -> dict:
             header = lines[0].split(",")
             acc = float(lines[-1].split(",")[header.index("test_acc")])
 
-    def num(key):
-        v = s.get(key)
-        return float("nan") if v is None else v
-
     return {"lr": cfg.lr, "wd": cfg.wd, "eta_lam": cfg.lr * cfg.wd, "iters": rep.get("iterations"),
-            "n_periods": s.get("n_periods", 0), **{k: num(k) for k in ROW_KEYS[5:12]},
-            "final_test_acc": acc, "completed": bool(rep.get("completed")),
+            "n_periods": s.get("n_periods", 0), **{k: _nan_if_none(s.get(k)) for k in ROW_KEYS[5:12]},
+            "final_test_acc": acc,
+            "sharpness_peak_over_threshold": _nan_if_none(
+                s.get("stability", {}).get("median_peak_over_threshold")),
+            "completed": bool(rep.get("completed")),
             "diverged": bool(rep.get("diverged")), "run_dir": str(run_dir)}
+
+
+def _nan_if_none(v):
+    """JSON stores NaN as null: read it back as NaN."""
+    return float("nan") if v is None else v
 
 
 def _tag(cfg: TrainConfig) -> str:
@@ -146,7 +150,9 @@ def main(argv=None) -> int:
         print(f"  eta={r['lr']:g} lam={r['wd']:g} eta*lam={r['eta_lam']:.3g}: {r['n_periods']} periods, "
               f"mean {r['mean_length']:.0f} it, predicted {r['predicted_length']:.0f} it, "
               f"frequency {r['measured_frequency']:.3g} vs {r['predicted_frequency']:.3g} /it, "
-              f"test acc {r['final_test_acc']:.3f}")
+              f"test acc {r['final_test_acc']:.3f}"
+              + (f", eta*lambda_max/threshold before jumps {r['sharpness_peak_over_threshold']:.2f}"
+                 if math.isfinite(r["sharpness_peak_over_threshold"]) else ""))
     if not completed:
         print(f"interrupted; continue with the same command and --sweep-dir {sweep_dir}")
         return 130

@@ -87,6 +87,15 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="test evaluation every k iterations (0: every epoch, -1: never)")
     g.add_argument("--checkpoint-every", type=_nonneg_int, default=_D["checkpoint_every"],
                    help="iterations between checkpoints (0: only at the end; default %(default)s)")
+    g.add_argument("--sharpness-every", type=_nonneg_int, default=_D["sharpness_every"], metavar="K",
+                   help="every K iterations measure eta*lambda_max, the top Hessian eigenvalue of the "
+                        "train loss on the SI sphere times the LR, to check the destabilisation "
+                        "condition > 2(1+mu) (0: never; each costs up to --sharpness-iters "
+                        "double-backward passes over --sharpness-batches batches)")
+    g.add_argument("--sharpness-batches", type=_pos_int, default=_D["sharpness_batches"],
+                   help="fixed training batches the sharpness is measured on (default %(default)s)")
+    g.add_argument("--sharpness-iters", type=_pos_int, default=_D["sharpness_iters"],
+                   help="at most this many Lanczos steps per measurement (default %(default)s)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=_D["seed"], help="default %(default)s")
     g.add_argument("--device", default=_D["device"], help="auto (cuda if available), cpu, cuda, cuda:1, ...")
@@ -123,7 +132,7 @@ def _explicit(argv, flag: str) -> bool:
 
 def main(argv=None) -> int:
     from .data import DataError
-    from .report import period_line
+    from .report import period_line, stability_line
     from .run import resume_training, run_training
     from .trainer import TrainingDiverged
 
@@ -145,6 +154,8 @@ def main(argv=None) -> int:
           f"({res.iters_per_s:.1f} it/s on {res.device}); SI group: {len(res.si_groups.si)} tensors "
           f"({len(res.si_groups.individual)} individually SI)")
     print(period_line(res.period_summary))
+    if "stability" in res.period_summary:
+        print(stability_line(res.period_summary["stability"]))
     if not res.completed:
         print(f"interrupted at iteration {res.iterations}; continue with: {PROG} --resume {res.run_dir}")
         return 130

@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .data import ImageData
 from .metrics import Recorder, SIWatch, StepProbe, evaluate
 from .models import build_model
+from .sharpness import SharpnessProbe, fixed_batches
 from .si import SIGroups, find_si_groups
 
 __all__ = ["Trainer", "resolve_device", "TrainingDiverged"]
@@ -83,6 +84,7 @@ class Trainer:
         self.total_iters = c.epochs * self.batches_per_epoch if c.epochs > 0 else c.iters
         self.eval_every = self.batches_per_epoch if c.eval_every == 0 else c.eval_every
         self.texp = self._make_texp()
+        self.sharpness = self._make_sharpness_probe()
         self.recorder = Recorder(len(self.groups.si))
         self.iteration = 0
         self.stop_requested = False
@@ -112,6 +114,15 @@ class Trainer:
                 self.optimizer.state[p]["momentum_buffer"] = float(v0) * p.detach().clone()
         return sched
 
+    def _make_sharpness_probe(self) -> SharpnessProbe | None:
+        c = self.config
+        if c.sharpness_every == 0 or not self.watch.params:
+            return None
+        batches = fixed_batches(self.data.x_train, self.data.y_train, c.batch_size, c.sharpness_batches,
+                                self.scale, self.shift)
+        return SharpnessProbe(self.model, self.watch.params, batches, max_iter=c.sharpness_iters,
+                              seed=c.seed + 2_000_033)
+
     def lr_at(self, t: int) -> float:
         """LR of the SI group at step ``t`` (constant, or TEXP's eta * alpha^(-2t-1))."""
         if self.texp is None:
@@ -139,8 +150,10 @@ class Trainer:
         """One SGD step; returns the recorded row on recording steps, else None."""
         t = self.iteration
         record = self._is_record_step(t)
-        xb, yb, _ = self.sampler.next()
         lr = self.lr_at(t)
+        if self.sharpness is not None and t % self.config.sharpness_every == 0:
+            self.recorder.add_sharpness(self.sharpness.measure(t, lr))   # at x_t, before the step
+        xb, yb, _ = self.sampler.next()
         if self.texp is not None:
             self.optimizer.param_groups[0]["lr"] = lr
         out = self.model(xb)

@@ -49,6 +49,21 @@ def test_tiny_cli_run_writes_every_file(tmp_path):
     z = np.load(run / "metrics.npz")
     assert z["step_iteration"][-1] == 29 and z["layer_norms"].shape[1] == 4
     assert "30 iterations" in p.stdout and "periods:" in p.stdout
+    assert not (run / "sharpness.csv").exists() and "sharpness:" not in p.stdout
+
+
+def test_sharpness_flag_writes_its_table_and_line(tmp_path):
+    p = _cli("nets.train", *TINY, "--iters", "20", "--sharpness-every", "5", "--sharpness-iters", "6",
+             "--out", tmp_path, check=0)
+    run = _only_run_dir(tmp_path)
+    lines = (run / "sharpness.csv").read_text().splitlines()
+    assert lines[0].split(",")[:6] == ["iteration", "lr", "si_norm", "top_eigenvalue", "sphere_sharpness",
+                                       "eff_lr_sharpness"]
+    assert [int(r.split(",")[0]) for r in lines[1:]] == [0, 5, 10, 15]
+    assert "sharpness_eff_lr_sharpness" in np.load(run / "metrics.npz").files
+    stability = json.loads((run / "periods.json").read_text())["summary"]["stability"]
+    assert stability["threshold"] == 2 and stability["n_measurements"] == 4
+    assert "sharpness: 4 measurements" in p.stdout      # too short a run for a destabilisation
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -57,6 +72,7 @@ def test_tiny_cli_run_writes_every_file(tmp_path):
     (["--model", "vgg"], "--model"),
     (["--width", "0"], "--width"),
     (["--lr", "2", "--wd", "0.6"], "lr*wd"),
+    (["--sharpness-every", "-1"], "--sharpness-every"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(args, needle):
     p = _cli("nets.train", *args, check=2)
@@ -76,7 +92,7 @@ def test_help_lists_the_options():
     out = _cli("nets.train", "--help", check=0).stdout
     for flag in ("--model", "--mode", "--width", "--dataset", "--data-dir", "--lr", "--wd", "--momentum",
                  "--batch-size", "--iters", "--epochs", "--record-every", "--augment", "--wrs-norm",
-                 "--exp-lr", "--seed", "--device", "--out", "--resume", "--quiet"):
+                 "--exp-lr", "--seed", "--device", "--out", "--resume", "--quiet", "--sharpness-every"):
         assert flag in out
 
 
@@ -122,11 +138,15 @@ def test_gpu_sweep_command_runs_end_to_end_on_fake_cifar(tmp_path):
     write_fake_cifar(tmp_path / "data", "cifar10", n_train=96, n_test=32)
     args = ["--dataset", "cifar10", "--data-dir", tmp_path / "data", "--model", "convnet", "--width", "2",
             "--lrs", "0.5", "1", "--wd", "1e-3", "--iters", "24", "--batch-size", "32", "--record-every", "2",
-            "--scale-length", "--sweep-dir", tmp_path / "sweep", "--quiet", "--threads", "1"]
+            "--scale-length", "--sweep-dir", tmp_path / "sweep", "--quiet", "--threads", "1",
+            "--sharpness-every", "12", "--sharpness-iters", "4"]
     p = _cli("nets.sweep", *args, check=0)
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
     assert [r["lr"] for r in rows] == [0.5, 1.0] and [r["iters"] for r in rows] == [48, 24]
     assert all(r["completed"] for r in rows)
+    assert all("sharpness_peak_over_threshold" in r for r in rows)
+    assert "sharpness_peak_over_threshold" in (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()[0]
+    assert all((Path(r["run_dir"]) / "sharpness.csv").is_file() for r in rows)
     assert {"sweep.csv", "sweep.png", "sweep_config.json"} <= {f.name for f in (tmp_path / "sweep").iterdir()}
     for r in rows:
         assert RUN_FILES <= {f.name for f in Path(r["run_dir"]).iterdir()}

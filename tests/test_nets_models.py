@@ -7,12 +7,7 @@ from nets.models import ConvNet, PreActResNet18, build_model
 from nets.si import find_si_groups, joint_si_violation
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _conv_names(model):

@@ -15,11 +15,7 @@ TINY = dict(dataset="synthetic", width=2, batch_size=32, record_every=3, eval_ev
             threads=1, checkpoint_every=10, init_si_norm=None)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _same_tables(a, b):

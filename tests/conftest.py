@@ -1,0 +1,12 @@
+"""Shared fixtures."""
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test on one torch thread (as CI's small machine would), then restore the count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
