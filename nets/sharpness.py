@@ -78,7 +78,6 @@ def lanczos_top_eigenvalue(matvec, v0: torch.Tensor, *, max_iter: int = 30,
     basis[0] = v0 / norm0
     alphas: list[float] = []
     betas: list[float] = []
-    value, residual = float("nan"), float("inf")
     for j in range(basis.shape[0]):
         w = matvec(basis[j])
         alphas.append(float(torch.dot(w, basis[j])))
@@ -88,12 +87,12 @@ def lanczos_top_eigenvalue(matvec, v0: torch.Tensor, *, max_iter: int = 30,
         beta = float(torch.linalg.vector_norm(w))
         evals, evecs = _tridiagonal_eigh(alphas, betas)
         value, residual = float(evals[-1]), abs(beta * float(evecs[-1, -1]))
-        done = residual <= rtol * abs(value) or beta <= 1e-12 * max(abs(value), 1e-30)
-        if done or j + 1 == basis.shape[0]:
-            return LanczosResult(value, residual, j + 1)
+        invariant = beta <= 1e-12 * max(abs(value), 1e-30)    # the Krylov space is exhausted
+        if residual <= rtol * abs(value) or invariant or j + 1 == basis.shape[0]:
+            break
         betas.append(beta)
         basis[j + 1] = w / beta
-    return LanczosResult(value, residual, basis.shape[0])  # pragma: no cover (loop returns)
+    return LanczosResult(value, residual, j + 1)
 
 
 def _tridiagonal_eigh(alphas: list[float], betas: list[float]):

@@ -44,6 +44,13 @@ def test_lanczos_finds_the_largest_algebraic_eigenvalue(seed, spread):
     assert short.value <= 1.0 + 1e-12
 
 
+def test_lanczos_stops_when_the_krylov_space_is_exhausted():
+    a = torch.diag(torch.tensor([1.0, 3.0, 5.0], dtype=torch.float64))
+    res = lanczos_top_eigenvalue(lambda v: a @ v, torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64),
+                                 rtol=0.0)
+    assert res.iterations == 1 and res.value == 3.0 and res.residual == 0.0   # why starts are random
+
+
 def test_lanczos_rejects_bad_input():
     with pytest.raises(ValueError, match="non-zero"):
         lanczos_top_eigenvalue(lambda v: v, torch.zeros(3))
