@@ -26,8 +26,8 @@ def _pyplot():
 def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
              sharpness: dict | None = None, threshold: float = 2.0) -> Path:
     """Four stacked panels over iterations (five with ``sharpness``: the measured
-    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked;
-    returns ``path``."""
+    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked,
+    a collapse (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
     plt = _pyplot()
     n = 4 if sharpness is None else 5
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
@@ -53,6 +53,8 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
             ax.set_yscale("log")
         for e in summary.get("event_iterations", []):
             ax.axvline(e, color="tab:red", lw=0.6, alpha=0.6)
+        if "collapse" in summary:
+            ax.axvspan(summary["collapse"]["iteration"], it[-1], color="0.85", zorder=0)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("iteration")
     head = title + "\n" if title else ""
@@ -61,6 +63,8 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
                  f"{summary['predicted_mean_length']:.0f} it (red: destabilisations)")
     else:
         head += "no complete period detected (red: destabilisations)"
+    if "collapse" in summary:
+        head += f"; grey: dead network from iteration {summary['collapse']['iteration']} (zero SI gradient)"
     axes[0].set_title(head, fontsize=9)
     fig.tight_layout()
     path = Path(path)

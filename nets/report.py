@@ -20,7 +20,8 @@ import numpy as np
 from theory.stability import predicted_period_length, stability_threshold
 from simulate.periods import detect_periods
 
-__all__ = ["analyse_periods", "period_line", "stability_at_destabilisations", "stability_line"]
+__all__ = ["analyse_run", "analyse_periods", "find_collapse", "period_line", "collapse_line",
+           "stability_at_destabilisations", "stability_line"]
 
 
 def _predict(eta: float, lam: float, ratio: float, momentum: float) -> float:
@@ -89,6 +90,62 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
         summary["note"] = ("no WD on the SI group (WRS or wd_on excludes it): the norm does not "
                            "decay, so the period formula does not apply")
     return rep, summary
+
+
+def find_collapse(steps: dict, min_records: int = 3) -> dict | None:
+    """Where the network died: the SI gradient is exactly zero on every record to the end.
+
+    A dead network (every ReLU after the last BN inactive, or all SI weights underflowed) gets no
+    gradient in its SI weights, so WD alone shrinks them, rho_t = (1 - eta*lambda)^t rho_0, and
+    the effective LR grows without bound while nothing is learned. This happens in practical mode
+    (trainable BN affine and last layer) at large eta*lambda. The dead stretch must hold at least
+    ``min_records`` records; returns None for a living run, else a JSON-ready dict: first dead
+    iteration, number of dead records, median train loss over them, SI norm at the first dead and
+    the last record.
+    """
+    if min_records < 1:
+        raise ValueError(f"min_records must be >= 1, got {min_records}")
+    g = np.asarray(steps["grad_norm"], dtype=float)
+    alive = np.flatnonzero(g != 0)                 # NaN counts as alive: divergence is reported apart
+    start = int(alive[-1]) + 1 if alive.size else 0
+    if g.size - start < min_records:
+        return None
+    norm = np.asarray(steps["si_norm_equiv"], dtype=float)
+    return {"iteration": int(np.asarray(steps["iteration"])[start]), "records": int(g.size - start),
+            "train_loss": float(np.median(np.asarray(steps["train_loss"], dtype=float)[start:])),
+            "si_norm_start": float(norm[start]), "si_norm_end": float(norm[-1])}
+
+
+def analyse_run(steps: dict, config) -> tuple[object | None, dict]:
+    """:func:`analyse_periods` on the part of a run that can have periods.
+
+    Records from a collapse on (:func:`find_collapse`) are left out and reported under
+    ``summary["collapse"]``; a run with fewer than three records, or a non-finite or zero SI norm
+    before any collapse, gets no analysis (``(None, summary)`` with a ``note``).
+    """
+    collapse = find_collapse(steps)
+    if collapse is not None:
+        keep = np.asarray(steps["iteration"]) < collapse["iteration"]
+        steps = {k: np.asarray(v)[keep] for k, v in steps.items()}
+    norm = np.asarray(steps["si_norm_equiv"], dtype=float)
+    rep, summary = None, {"n_periods": 0, "event_iterations": []}
+    if norm.size < 3:
+        summary["note"] = "too few records" + (" before the collapse" if collapse else "")
+    elif not (np.all(np.isfinite(norm)) and np.all(norm > 0)):
+        summary["note"] = "non-finite or zero SI norm"
+    else:
+        rep, summary = analyse_periods(steps, config)
+    if collapse is not None:
+        summary["collapse"] = collapse
+    return rep, summary
+
+
+def collapse_line(collapse: dict) -> str:
+    """One human-readable line for the CLI."""
+    c = collapse
+    return (f"collapse: the network is dead from iteration {c['iteration']} on (SI gradient exactly 0 "
+            f"on the last {c['records']} records, train loss {c['train_loss']:.3g}); WD alone shrinks "
+            f"the SI norm ({c['si_norm_start']:.3g} -> {c['si_norm_end']:.3g}); periods are measured before it")
 
 
 def period_line(summary: dict) -> str:

@@ -9,7 +9,8 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 * ``evals.csv``    -- one row per evaluation (per epoch by default): train means, test loss/acc;
 * ``metrics.npz``  -- both tables and the per-layer norm matrix;
 * ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`),
-  and, with sharpness measurements, eta*lambda_max before each destabilisation vs 2(1+mu);
+  where the network died if it did (``summary.collapse``), and, with sharpness measurements,
+  eta*lambda_max before each destabilisation vs 2(1+mu);
 * ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
 * ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
@@ -33,7 +34,7 @@ from simulate.io import Progress, write_csv, write_json, write_npz
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import DEFAULT_NOTES, TrainConfig
 from .data import load_data
-from .report import stability_at_destabilisations
+from .report import analyse_run, stability_at_destabilisations
 from .si import SIGroups
 from .trainer import Trainer, TrainingDiverged, resolve_device
 
@@ -134,17 +135,6 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
                  threshold=result.period_summary.get("stability", {}).get("threshold", 2.0))
 
 
-def _analyse(steps: dict, config: TrainConfig):
-    from .report import analyse_periods
-
-    if len(steps["iteration"]) < 3:
-        return None, {"n_periods": 0, "event_iterations": [], "note": "too few records"}
-    norm = steps["si_norm_equiv"]
-    if not (np.all(np.isfinite(norm)) and np.all(norm > 0)):
-        return None, {"n_periods": 0, "event_iterations": [], "note": "non-finite or zero SI norm"}
-    return analyse_periods(steps, config)
-
-
 def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, write: bool = True,
                  stop_after: int | None = None, _state: dict | None = None) -> RunResult:
     """Train one network as ``config`` says; record, detect periods, write the run directory.
@@ -213,7 +203,7 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     steps, layer_norms, evals = trainer.recorder.arrays()
     sharpness = trainer.recorder.sharpness_table()
     if diverged is None:
-        periods, summary = _analyse(steps, config)
+        periods, summary = analyse_run(steps, config)
     else:
         periods, summary = None, {"n_periods": 0, "event_iterations": [], "note": str(diverged)}
     if sharpness is not None:

@@ -27,7 +27,8 @@ from .config import TrainConfig
 PROG = "python -m nets.sweep"
 ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_length", "norm_ratio",
             "predicted_length", "measured_frequency", "predicted_frequency", "measured_over_predicted",
-            "final_test_acc", "sharpness_peak_over_threshold", "completed", "diverged", "run_dir")
+            "final_test_acc", "sharpness_peak_over_threshold", "collapsed_at", "completed", "diverged",
+            "run_dir")
 
 __all__ = ["run_sweep", "sweep_configs", "main"]
 
@@ -63,6 +64,7 @@ def _row(cfg: TrainConfig, run_dir: Path) -> dict:
             "final_test_acc": acc,
             "sharpness_peak_over_threshold": _nan_if_none(
                 s.get("stability", {}).get("median_peak_over_threshold")),
+            "collapsed_at": _nan_if_none(s.get("collapse", {}).get("iteration")),
             "completed": bool(rep.get("completed")),
             "diverged": bool(rep.get("diverged")), "run_dir": str(run_dir)}
 
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
               f"frequency {r['measured_frequency']:.3g} vs {r['predicted_frequency']:.3g} /it, "
               f"test acc {r['final_test_acc']:.3f}"
               + (f", eta*lambda_max/threshold before jumps {r['sharpness_peak_over_threshold']:.2f}"
-                 if math.isfinite(r["sharpness_peak_over_threshold"]) else ""))
+                 if math.isfinite(r["sharpness_peak_over_threshold"]) else "")
+              + (f", dead from iteration {r['collapsed_at']:.0f}" if math.isfinite(r["collapsed_at"]) else ""))
     if not completed:
         print(f"interrupted; continue with the same command and --sweep-dir {sweep_dir}")
         return 130

@@ -132,7 +132,7 @@ def _explicit(argv, flag: str) -> bool:
 
 def main(argv=None) -> int:
     from .data import DataError
-    from .report import period_line, stability_line
+    from .report import collapse_line, period_line, stability_line
     from .run import resume_training, run_training
     from .trainer import TrainingDiverged
 
@@ -154,6 +154,8 @@ def main(argv=None) -> int:
           f"({res.iters_per_s:.1f} it/s on {res.device}); SI group: {len(res.si_groups.si)} tensors "
           f"({len(res.si_groups.individual)} individually SI)")
     print(period_line(res.period_summary))
+    if "collapse" in res.period_summary:
+        print(collapse_line(res.period_summary["collapse"]))
     if "stability" in res.period_summary:
         print(stability_line(res.period_summary["stability"]))
     if not res.completed:

@@ -156,6 +156,18 @@ def test_gpu_sweep_command_runs_end_to_end_on_fake_cifar(tmp_path):
     assert "2/2 runs" in again.stdout
 
 
+def test_a_dead_network_is_reported_by_train_and_sweep(tmp_path):
+    """Practical mode at eta = 5 kills the tiny network within a few dozen steps."""
+    dying = [*TINY, "--mode", "practical", "--keep-init-norm", "--wd", "1e-2", "--iters", "80",
+             "--record-every", "2"]
+    p = _cli("nets.train", *dying, "--lr", "5", "--out", tmp_path / "one", check=0)
+    c = json.loads((_only_run_dir(tmp_path / "one") / "periods.json").read_text())["summary"]["collapse"]
+    assert 0 < c["iteration"] < 70 and f"dead from iteration {c['iteration']} on" in p.stdout
+    s = _cli("nets.sweep", *dying, "--lrs", "5", "--sweep-dir", tmp_path / "sw", check=0)
+    row = json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"][0]
+    assert row["collapsed_at"] == c["iteration"] and f"dead from iteration {c['iteration']}" in s.stdout
+
+
 def test_benchmark_runs_at_tiny_scale(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "benchmarks/bench_nets.py", "--dataset", "synthetic", "--width", "2",

@@ -1,4 +1,5 @@
-"""Period report of nets/: measured vs predicted lengths on series with a known answer; plots."""
+"""Period report of nets/: measured vs predicted lengths on series with a known answer, collapse
+detection; plots."""
 import math
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from nets.config import TrainConfig
 from nets.plots import plot_run, plot_sweep
-from nets.report import analyse_periods, period_line
+from nets.report import analyse_periods, analyse_run, collapse_line, find_collapse, period_line
 from nets.sweep import sweep_configs
 
 
@@ -66,3 +67,52 @@ def test_sweep_configs_grid_and_length_scaling():
     assert [(c.lr, c.wd) for c in cfgs] == [(0.1, 1e-3), (1.0, 1e-3), (0.1, 2e-3), (1.0, 2e-3)]
     assert [c.iters for c in cfgs] == [2000, 200, 1000, 100]
     assert [c.iters for c in sweep_configs(base, [0.1, 1.0])] == [100, 100]
+
+
+def _with_dead_tail(steps, eta, lam, k, n_dead, underflow=False):
+    """Append ``n_dead`` records of a dead network: zero SI gradient, pure WD decay of the norm,
+    chance-level loss (optionally ending in an underflowed norm of exactly 0)."""
+    n = len(steps["iteration"])
+    decay = steps["si_norm_equiv"][-1] * (1 - eta * lam) ** (k * np.arange(1, n_dead + 1))
+    if underflow:
+        decay[-2:] = 0.0
+    out = {"iteration": np.arange(n + n_dead) * k, "si_norm_equiv": np.r_[steps["si_norm_equiv"], decay],
+           "train_loss": np.r_[steps["train_loss"], np.full(n_dead, math.log(10))],
+           "grad_norm": np.r_[np.full(n, 0.3), np.zeros(n_dead)]}
+    return out, n * k
+
+
+@pytest.mark.parametrize("underflow", [False, True])
+def test_collapse_is_found_and_periods_are_measured_before_it(underflow):
+    eta, lam, k = 1.0, 3e-3, 10
+    steps, _, _ = _sawtooth(eta, lam, 20.0, 4.0, 5, k, np.random.default_rng(3))
+    dead, first_dead = _with_dead_tail(steps, eta, lam, k, 120, underflow)
+    cfg = TrainConfig(lr=eta, wd=lam, record_every=k)
+    c = find_collapse(dead)
+    assert c["iteration"] == first_dead and c["records"] == 120
+    assert c["train_loss"] == pytest.approx(math.log(10))
+    rep, s = analyse_run(dead, cfg)
+    _, alive = analyse_periods(steps, cfg)
+    assert s["collapse"] == c and rep is not None
+    assert s["event_iterations"] == alive["event_iterations"] and s["n_periods"] == alive["n_periods"] >= 3
+    assert "dead from iteration" in collapse_line(c)
+
+
+def test_no_collapse_in_a_living_run_or_a_short_or_interrupted_zero_stretch():
+    steps, _, _ = _sawtooth(1.0, 3e-3, 20.0, 4.0, 3, 10, np.random.default_rng(4))
+    n = len(steps["iteration"])
+    steps["grad_norm"] = np.full(n, 0.3)
+    assert find_collapse(steps) is None
+    _, s = analyse_run(steps, TrainConfig(record_every=10))
+    assert "collapse" not in s and s["n_periods"] >= 2
+    steps["grad_norm"][-2:] = 0.0                      # two dead records: fewer than min_records
+    assert find_collapse(steps) is None
+    assert find_collapse(steps, min_records=2)["iteration"] == steps["iteration"][-2]
+    steps["grad_norm"][10:40] = 0.0                    # dead stretch, then alive again
+    steps["grad_norm"][-2:] = 0.3
+    assert find_collapse(steps) is None
+    with pytest.raises(ValueError, match="min_records"):
+        find_collapse(steps, min_records=0)
+    steps["grad_norm"][:] = 0.0                        # dead from the first record
+    rep, s = analyse_run(steps, TrainConfig(record_every=10))
+    assert rep is None and s["collapse"]["iteration"] == 0 and "before the collapse" in s["note"]

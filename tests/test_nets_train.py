@@ -10,6 +10,7 @@ from nets import TrainConfig, resume_training, run_training
 from nets.checkpoint import load_checkpoint
 from nets.data import make_synthetic
 from nets.trainer import Trainer
+from theory.dynamics import next_sq_norm
 
 TINY = dict(dataset="synthetic", width=2, batch_size=32, record_every=3, eval_every=7, quiet=True,
             threads=1, checkpoint_every=10, init_si_norm=None)
@@ -126,6 +127,24 @@ def test_practical_mode_trains_bn_and_linear_with_chosen_wd():
     lin = tr.model.linear.weight.detach().clone()
     tr.run()
     assert not torch.equal(lin, tr.model.linear.weight)
+
+
+def test_a_dead_network_is_found_where_only_weight_decay_moves_the_si_weights():
+    """After the collapse the recorded norm follows rho <- (1 - eta*lambda) rho exactly (theory's
+    recurrence with zero gradient) and the steps do not turn the weights; before it, they do."""
+    eta, lam = 5.0, 1e-2
+    res = run_training(TrainConfig(**{**TINY, "record_every": 1}, iters=80, mode="practical", lr=eta, wd=lam),
+                       write=False)
+    c = res.period_summary["collapse"]
+    j = int(np.flatnonzero(res.steps["iteration"] == c["iteration"])[0])
+    assert 0 < j < 70 and c["records"] == 80 - j
+    rho = res.steps["si_norm"].astype(float)
+    sq_next = next_sq_norm(rho[j - 1:-1] ** 2, 0.0, eta, lam)     # zero gradient
+    np.testing.assert_allclose(rho[j + 1:], np.sqrt(sq_next[1:]), rtol=1e-5)
+    g = res.steps["grad_norm"].astype(float)
+    assert g[j - 1] > 0 and np.all(g[j:] == 0)                # the last living step had a gradient
+    assert rho[j] ** 2 == pytest.approx(next_sq_norm(rho[j - 1] ** 2, g[j - 1] ** 2, eta, lam), rel=1e-5)
+    assert np.all(res.steps["angular_update"][j:] < 1e-5) and res.steps["angular_update"][j - 1] > 1e-5
 
 
 def test_config_rejects_impossible_settings():
