@@ -30,7 +30,7 @@ ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_len
             "final_test_acc", "sharpness_peak_over_threshold", "collapsed_at", "completed", "diverged",
             "run_dir")
 
-__all__ = ["run_sweep", "sweep_configs", "main"]
+__all__ = ["run_sweep", "sweep_configs", "build_parser", "main"]
 
 
 def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = False) -> list[TrainConfig]:
@@ -119,10 +119,8 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
     return rows, completed
 
 
-def main(argv=None) -> int:
-    from .data import DataError
-    from .train import add_config_arguments, config_from_args
-    from .trainer import TrainingDiverged
+def build_parser() -> CliParser:
+    from .train import add_config_arguments
 
     p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[0].split("--", 1)[1].strip())
     p.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates to compare")
@@ -134,7 +132,15 @@ def main(argv=None) -> int:
                    help="sweep directory (default: <out>/sweep-<dataset>-<model>-<time>); an existing one "
                         "is continued")
     add_config_arguments(p, sweep=True)
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    return p
+
+
+def main(argv=None) -> int:
+    from .data import DataError
+    from .train import config_from_args
+    from .trainer import TrainingDiverged
+
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         base = config_from_args(args, lr=max(args.lrs))
         configs = sweep_configs(base, args.lrs, args.wds, scale_length=args.scale_length)

@@ -1,0 +1,93 @@
+"""The READMEs' commands parse with the current command lines, and their figures exist.
+
+Every ``python -m <module> ...`` line in a code block of README.md and nets/README.md is parsed
+by that module's own parser (nothing is run), and a nets command's flags must also make a valid
+:class:`nets.TrainConfig`; so a renamed or removed flag fails here, not in a user's shell.
+"""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+import paper_figures.__main__ as paper_figures_cli
+import simulate.toy
+from nets import sweep, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", ROOT / "nets" / "README.md"]
+PARSERS = {"simulate.toy": simulate.toy.build_parser, "nets.train": train.build_parser,
+           "nets.sweep": sweep.build_parser, "paper_figures": paper_figures_cli.build_parser}
+
+
+def _code_lines(text: str):
+    """Lines of fenced blocks and of 4-space indented blocks, continuations joined."""
+    lines, fenced, out = text.splitlines(), False, []
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced or line.startswith("    "):
+            if out and out[-1].endswith("\\"):
+                out[-1] = out[-1][:-1] + " " + line.strip()
+            else:
+                out.append(line.strip())
+    return out
+
+
+def _commands(docs=None):
+    """(module, argv, id) of every known ``python -m`` command in the code blocks of ``docs``
+    (name -> text; default the READMEs); ``[optional parts]`` and ``# comments`` dropped."""
+    docs = docs or {str(d.relative_to(ROOT)): d.read_text() for d in DOCS}
+    found = []
+    for name, text in docs.items():
+        for line in _code_lines(text):
+            m = re.search(r"python -m (\S+)(.*)", line)
+            if not m or m.group(1) not in PARSERS:
+                continue
+            args = re.sub(r"\[[^\]]*\]", "", m.group(2).split("  #")[0].split(" # ")[0])
+            found.append((m.group(1), shlex.split(args), f"{name}: python -m {m.group(1)}{args}".strip()))
+    return found
+
+
+def _check(module, args):
+    ns = PARSERS[module]().parse_args(args)
+    if module == "nets.train" and not ns.resume:
+        train.config_from_args(ns).validate()
+    if module == "nets.sweep":
+        for cfg in sweep.sweep_configs(train.config_from_args(ns, lr=max(ns.lrs)), ns.lrs, ns.wds):
+            cfg.validate()
+
+
+COMMANDS = [pytest.param(m, a, id=i) for m, a, i in _commands()]
+
+
+def test_the_readmes_show_commands_of_every_entry_point():
+    assert {c.values[0] for c in COMMANDS} == set(PARSERS)
+    assert len(COMMANDS) >= 15
+
+
+@pytest.mark.parametrize("module,args", COMMANDS)
+def test_readme_command_parses(module, args):
+    _check(module, args)
+
+
+@pytest.mark.parametrize("line", ["python -m nets.train --sharpnes-every 5   # typo",
+                                  "python -m nets.sweep --lrs 2 \\\n    --wd 0.6",     # lr*wd >= 1
+                                  "python -m simulate.toy --lamda 1e-3"])
+def test_a_wrong_command_in_a_readme_is_caught(line):
+    (module, args, _), = _commands({"fake.md": f"text\n\n```bash\n{line}\n```\n"})
+    with pytest.raises((SystemExit, ValueError)):
+        _check(module, args)
+
+
+def test_every_linked_figure_and_file_exists():
+    for doc in DOCS:
+        text = doc.read_text()
+        targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) + re.findall(r"`(docs/figures/[^`]+)`", text)
+        assert targets, doc
+        for t in targets:
+            if "://" in t:
+                continue
+            path = (doc.parent / t) if (doc.parent / t).exists() else ROOT / t
+            assert path.exists(), f"{doc.name} links {t}"
