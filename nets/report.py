@@ -95,7 +95,7 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
 def find_collapse(steps: dict, min_records: int = 3) -> dict | None:
     """Where the network died: the SI gradient is exactly zero on every record to the end.
 
-    A dead network (every ReLU after the last BN inactive, or all SI weights underflowed) gets no
+    A dead network (its ReLUs off for every input, or its SI weights underflowed to zero) gets no
     gradient in its SI weights, so WD alone shrinks them, rho_t = (1 - eta*lambda)^t rho_0, and
     the effective LR grows without bound while nothing is learned. This happens in practical mode
     (trainable BN affine and last layer) at large eta*lambda. The dead stretch must hold at least

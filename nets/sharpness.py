@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import eigh_tridiagonal
 import torch.nn.functional as F
 from torch import nn
 
@@ -85,7 +86,7 @@ def lanczos_top_eigenvalue(matvec, v0: torch.Tensor, *, max_iter: int = 30,
         for _ in range(2):
             w = w - q.T @ (q @ w)
         beta = float(torch.linalg.vector_norm(w))
-        evals, evecs = _tridiagonal_eigh(alphas, betas)
+        evals, evecs = eigh_tridiagonal(np.asarray(alphas), np.asarray(betas, dtype=float))
         value, residual = float(evals[-1]), abs(beta * float(evecs[-1, -1]))
         invariant = beta <= 1e-12 * max(abs(value), 1e-30)    # the Krylov space is exhausted
         if residual <= rtol * abs(value) or invariant or j + 1 == basis.shape[0]:
@@ -93,14 +94,6 @@ def lanczos_top_eigenvalue(matvec, v0: torch.Tensor, *, max_iter: int = 30,
         betas.append(beta)
         basis[j + 1] = w / beta
     return LanczosResult(value, residual, j + 1)
-
-
-def _tridiagonal_eigh(alphas: list[float], betas: list[float]):
-    t = np.diag(np.asarray(alphas, dtype=np.float64))
-    if betas:
-        off = np.asarray(betas, dtype=np.float64)
-        t += np.diag(off, 1) + np.diag(off, -1)
-    return np.linalg.eigh(t)
 
 
 class SharpnessProbe:
