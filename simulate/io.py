@@ -6,9 +6,13 @@
   files, written atomically (a temporary file renamed into place), so an
   interrupted job never leaves a half-written result behind.
 * :class:`CliParser` -- an :class:`argparse.ArgumentParser` whose errors are one
-  line plus a hint, with exit status 2.
+  line plus a hint, with exit status 2, and that reads negative numbers in any float
+  notation (``--lam -1e-3``) as values, so that they reach the option's validator.
 * :func:`cli_fail` -- the same one-line error for problems found after parsing
   (missing data directory, impossible option combination).
+* :func:`writable_dir` -- create an output folder and check that files can be written there,
+  before any work starts (one-line error, exit 2, otherwise).
+* :func:`os_error_line` -- a one-line description of an :class:`OSError` naming the path.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -34,6 +39,8 @@ __all__ = [
     "to_jsonable",
     "CliParser",
     "cli_fail",
+    "writable_dir",
+    "os_error_line",
 ]
 
 
@@ -180,8 +187,21 @@ def write_npz(path: str | Path, **arrays: Any) -> Path:
     return atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
 
 
+#: a negative number in any notation Python's ``float`` reads: -1, -.5, -1e-3, -2.5E+4, -inf, -nan
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*(e[+-]?\d+)?|\.\d+(e[+-]?\d+)?|inf(inity)?|nan)$", re.IGNORECASE)
+
+
 class CliParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line (``prog: error: ...``) and exit 2."""
+    """ArgumentParser whose errors are one line (``prog: error: ...``) and exit 2.
+
+    A negative number (``-1e-3``, ``-inf``; :data:`NEGATIVE_NUMBER`) is read as a value, not as
+    an unknown flag, so ``--lam -1e-3`` reaches the option's validator, which says what is
+    wrong with it. (argparse's own rule knows only ``-1`` and ``-0.5``.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -191,3 +211,26 @@ def cli_fail(prog: str, message: str, code: int = 2):
     """Print a one-line error for ``prog`` and exit with ``code`` (no traceback)."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(code)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``"<reason>: <path>"`` for an :class:`OSError` (the path it names, when it names one)."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+def writable_dir(prog: str, path: str | Path) -> Path:
+    """Create the folder ``path`` (with its parents) and check that a file can be written in it.
+
+    Called by every command-line job before its work starts, so that an unwritable output
+    location (a read-only folder, a path under a file) is a one-line error with exit status 2,
+    not a traceback after the work. Returns ``Path(path)``.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        cli_fail(prog, f"cannot write to the output folder {path} ({exc.strerror or exc})")
+    return path

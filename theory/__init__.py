@@ -4,15 +4,16 @@ Submodules
 ----------
 invariance   checks of the scale-invariance identities; detector of SI parameters of a model
 dynamics     SGD/WRS steps, exact norm recurrence, effective LR and gradient norm, angular update
-equilibrium  equilibrium norm / effective LR / angular update, with and without momentum
+equilibrium  equilibrium norm / effective LR / angular update, with and without momentum; decay
+             time towards it
 stability    destabilisation condition, critical norm, predicted period length
 equivalences (eta, lam) <-> eta*lam scaling, Li & Arora's exponential LR, weight rescaling
 symbolic     sympy derivations of the closed forms
 """
 from .dynamics import (angular_update, effective_grad_norm, effective_lr, next_sq_norm,
                        norm_trajectory, sgd_step, wrs_step)
-from .equilibrium import (equilibrium_angular_update, equilibrium_effective_lr, equilibrium_norm,
-                          relaxation_time)
+from .equilibrium import (approach_steps, equilibrium_angular_update, equilibrium_effective_lr,
+                          equilibrium_norm, relaxation_time)
 from .equivalences import (TexpSchedule, rescaled_hyperparameters, texp_alpha, texp_schedule,
                            wrs_lr_from_wd)
 from .invariance import (InvarianceReport, check_module_scale_invariance, check_scale_invariance,

@@ -21,6 +21,7 @@ __all__ = [
     "relaxation_multiplier",
     "texp_alpha_roots",
     "texp_substitution_residual",
+    "momentum_moment_map",
     "momentum_equilibrium",
 ]
 
@@ -92,41 +93,41 @@ def texp_substitution_residual(a):
     return sp.numer(sp.together((1 + mu - eta * lam) / a - (1 + mu / a**2)))
 
 
-def _series_sum(term, k):
-    r""":math:`\sum_{k\ge0}` of a sum of geometric terms :math:`c\,r^k` with :math:`|r|<1` (here :math:`r=\mu^a`)."""
-    total = sp.Integer(0)
-    for part in sp.Add.make_args(sp.expand(term)):
-        ratio = sp.simplify(part.subs(k, k + 1) / part)
-        if ratio.has(k):
-            raise ValueError(f"not a geometric term in {k}: {part}")
-        total += part.subs(k, 0) / (1 - ratio)
-    return sp.simplify(total)
+def momentum_moment_map():
+    r"""One step of the second moments of heavy-ball SGD + WD driven by uncorrelated gradients.
+
+    :math:`x_{t+1} = a x_t - \mu x_{t-1} - \eta g_t`, :math:`a = 1+\mu-\eta\lambda` (the heavy-ball
+    form of :func:`theory.dynamics.sgd_step`), :math:`g_t \perp x_t`, :math:`\|g_t\|^2 = G^2/P_t`
+    and :math:`\langle g_t, x_{t-1}\rangle = 0` in expectation (spherical motion dynamics, Wan et
+    al., 2021). Expanding :math:`\|x_{t+1}\|^2` and :math:`\langle x_{t+1}, x_t\rangle` gives the map
+    :math:`(P_t, P_{t-1}, C_t) \mapsto (P_{t+1}, C_{t+1})` returned as two expressions in the
+    symbols ``P``, ``Pprev``, ``C``, with :math:`P = \|x\|^2` and :math:`C_t = \langle x_t, x_{t-1}\rangle`.
+    """
+    P, Pprev, C = sp.symbols("P Pprev C", positive=True)
+    a = 1 + mu - eta * lam
+    p_next = a**2 * P + mu**2 * Pprev - 2 * a * mu * C + eta**2 * G**2 / P
+    c_next = a * P - mu * C
+    return p_next, c_next
 
 
 @lru_cache(maxsize=None)
 def momentum_equilibrium():
-    r"""Equilibrium of heavy-ball SGD + WD on the sphere, to leading order in :math:`\eta\lambda`.
+    r"""Fixed point of :func:`momentum_moment_map`, solved by sympy.
 
-    Model (spherical motion dynamics, Wan et al., 2021): gradients :math:`g_t \perp x_t` of
-    norm :math:`\|g\| = G/\rho`, uncorrelated between steps; buffer
-    :math:`v_t = \sum_k \mu^k(g_{t-k} + \lambda x_{t-k})`. The balance of
-    :math:`\|x_{t+1}\|^2 - \|x_t\|^2 = -2\eta\langle x_t, v_t\rangle + \eta^2\|v_t\|^2 = 0` uses
-
-    * radial WD part: :math:`\langle x_t, \sum_k\mu^k\lambda x_{t-k}\rangle \approx \lambda\rho^2/(1-\mu)`;
-    * memory of past gradients: :math:`\langle x_t, g_{t-k}\rangle \approx -\eta\|g\|^2(1-\mu^k)/(1-\mu)`;
-    * :math:`\|v_t\|^2 \approx \|g\|^2/(1-\mu^2)`.
-
-    Returns a dict with the derived ``sq_norm`` (:math:`\rho^{*2}`), ``norm4``
-    (:math:`\rho^{*4} = \eta G^2/(2\lambda(1-\mu))`) and ``angle``
-    (:math:`\eta\|\sum_k\mu^k g_{t-k}\|/\rho = \sqrt{2\eta\lambda/(1+\mu)}`).
+    Returns a dict with ``sq_norm`` (:math:`\rho^{*2} = P^*`), ``norm4`` (:math:`\rho^{*4} =
+    \eta G^2(1+\mu)/(\lambda(1-\mu)(2(1+\mu)-\eta\lambda))`), ``cos_angle``
+    (:math:`C^*/P^* = 1-\eta\lambda/(1+\mu)`) and ``angle`` (its arccos), all exact for the model;
+    at :math:`\mu = 0` they are :func:`equilibrium_sq_norm` and :func:`equilibrium_cos_angle`.
     """
-    k = sp.symbols("k", integer=True, nonnegative=True)
-    rho2, gsq = sp.symbols("rho2 gsq", positive=True)  # rho^2 and ||g||^2 = G^2/rho^2
-    radial = lam * rho2 * _series_sum(mu**k, k)
-    memory = -eta * gsq * _series_sum(mu**k * (1 - mu**k) / (1 - mu), k)
-    v_sq = gsq * _series_sum(mu ** (2 * k), k)
-    balance = sp.Eq(-2 * eta * (radial + memory) + eta**2 * v_sq, 0)
-    sol = sp.solve(balance.subs(gsq, G**2 / rho2), rho2)
-    sq_norm = [s for s in sol if s.subs({eta: 1, lam: sp.Rational(1, 100), G: 1, mu: sp.Rational(1, 2)}).is_positive][0]
-    angle = sp.sqrt(eta**2 * (G**2 / sq_norm) * _series_sum(mu ** (2 * k), k) / sq_norm)
-    return {"sq_norm": sp.simplify(sq_norm), "norm4": sp.simplify(sq_norm**2), "angle": sp.simplify(angle)}
+    P, Pprev, C = sp.symbols("P Pprev C", positive=True)
+    p_next, c_next = momentum_moment_map()
+    c_star = sp.solve(sp.Eq(C, c_next), C)[0]
+    stationary = sp.Eq(P, p_next.subs({Pprev: P, C: c_star}))
+    sols = [s for s in sp.solve(stationary, P)
+            if s.subs({eta: 1, lam: sp.Rational(1, 100), G: 1, mu: sp.Rational(1, 2)}).is_positive]
+    if len(sols) != 1:
+        raise RuntimeError(f"expected one positive fixed point, got {sols}")
+    sq_norm = sp.simplify(sols[0])
+    cos_angle = sp.simplify(c_star.subs(P, sq_norm) / sq_norm)
+    return {"sq_norm": sq_norm, "norm4": sp.simplify(sq_norm**2), "cos_angle": cos_angle,
+            "angle": sp.acos(cos_angle)}
