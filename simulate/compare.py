@@ -12,9 +12,21 @@ effective LR              median :math:`\eta/\rho^2`              :func:`~theory
 angular update            mean angle per step (rad)               :func:`~theory.equilibrium.equilibrium_angular_update`
 period length             mean (std) spacing of jumps             :func:`~theory.stability.predicted_period_length`
                                                                   with the measured :math:`\rho_{\max}/\rho_{\min}`
+period length, gradients  (same)                                  :func:`~theory.equilibrium.approach_steps`
+                                                                  with the median :math:`\rho_{\max}`,
+                                                                  :math:`\rho_{\min}` and the RMS of
+                                                                  :math:`\rho\|g\|` in the decay phases
 norm at destabilisation   median :math:`\rho` at the jump onsets  :func:`~theory.stability.critical_norm`
                                                                   (when the sharpness is known)
 ========================  ======================================  =====================================
+
+The first period prediction assumes negligible gradients between jumps (pure WD decay); the
+second keeps the gradient measured there (``eff_grad_decay_rms``), which pulls the norm towards
+its equilibrium ``rho_decay_equilibrium`` instead of letting it decay freely. They agree when the
+gradient is small; when the jumps start at or below that equilibrium (mini-batch noise, as in
+``python -m simulate.toy --objective mlp --batch-size 32``) the second is infinite: the norm only
+approaches the equilibrium, and the jumps are kicks of the gradient noise at irregular times, not
+the end of a decay (Plain SGD only; NaN with momentum.)
 
 Equilibrium predictions apply to the ``'equilibrium'`` regime, period predictions to the
 ``'periodic'`` one (Lobacheva et al., 2021, Secs. 3-4); both are listed with the regime so the
@@ -27,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.equilibrium import equilibrium_angular_update, equilibrium_effective_lr, equilibrium_norm
+from theory.equilibrium import (approach_steps, equilibrium_angular_update, equilibrium_effective_lr,
+                                equilibrium_norm)
 from theory.stability import critical_norm, predicted_period_length
 
 from .engine import Trajectory
@@ -102,7 +115,8 @@ def compare_with_theory(traj: Trajectory, *, sharpness: float | None = None, tai
 def _period_columns(rep, traj, i, eta, lam, mu, wd_run, sharpness) -> dict:
     nan = float("nan")
     out = {"n_periods": 0, "period_measured": nan, "period_std": nan, "norm_ratio": nan,
-           "period_predicted": nan, "rho_min_measured": nan, "rho_critical": nan}
+           "period_predicted": nan, "rho_min_measured": nan, "rho_critical": nan,
+           "eff_grad_decay_rms": nan, "rho_decay_equilibrium": nan, "period_predicted_gradient": nan}
     if sharpness is not None and sharpness > 0:
         out["rho_critical"] = _nan_call(critical_norm, eta, sharpness, mu)
     if rep is None:
@@ -113,6 +127,25 @@ def _period_columns(rep, traj, i, eta, lam, mu, wd_run, sharpness) -> dict:
         out["rho_min_measured"] = float(np.median(traj.norm[rep.events, i]))
     if wd_run and np.isfinite(rep.norm_ratio) and rep.norm_ratio > 1:
         out["period_predicted"] = _nan_call(predicted_period_length, eta, lam, rep.norm_ratio, mu)
+        out.update(_decay_phase_columns(rep, traj, i, eta, lam, mu))
+    return out
+
+
+def _decay_phase_columns(rep, traj, i, eta, lam, mu) -> dict:
+    """Gradient level in the decay phases (jump top to next onset) and the period it implies."""
+    if traj.eff_grad_norm is None or rep.peaks is None or rep.n_periods < 1:
+        return {}
+    norm, g = traj.norm[:, i], np.asarray(traj.eff_grad_norm[:, i], dtype=np.float64)
+    decay = np.concatenate([np.arange(rep.peaks[j], rep.events[j + 1]) for j in range(rep.n_periods)])
+    rho_max = float(np.median([norm[a:b + 1].max() for a, b in zip(rep.events[:-1], rep.events[1:])]))
+    rho_min = float(np.median([norm[a:b + 1].min() for a, b in zip(rep.events[:-1], rep.events[1:])]))
+    if decay.size == 0 or not rho_max > rho_min:
+        return {}
+    g_rms = float(np.sqrt(np.mean(g[decay] ** 2)))
+    out = {"eff_grad_decay_rms": g_rms,
+           "rho_decay_equilibrium": _nan_call(equilibrium_norm, eta, lam, g_rms, mu) if g_rms > 0 else 0.0}
+    if mu == 0:
+        out["period_predicted_gradient"] = _nan_call(approach_steps, eta, lam, g_rms, rho_max, rho_min)
     return out
 
 

@@ -26,9 +26,9 @@ from theory.stability import critical_effective_lr
 
 from .compare import compare_with_theory, format_table, write_comparison
 from .engine import OPTIMIZERS, Trajectory
-from .io import CliParser, Progress, cli_fail, write_csv, write_json, write_npz
+from .io import CliParser, Progress, cli_fail, os_error_line, writable_dir, write_csv, write_json, write_npz
 from .objectives import OBJECTIVES, NormalizedQuadratic, make_objective
-from .plots import plot_trajectory
+from .plots import plot_trajectory, settings_left_out
 from .sweep import make_grid, period_reports, sweep
 
 PROG = "python -m simulate.toy"
@@ -83,6 +83,8 @@ def _check_args(args) -> None:
         bad("--noise values must be >= 0")
     if args.steps < 1 or args.seeds < 1 or args.record_every < 1 or args.seed0 < 0:
         bad("--steps, --seeds and --record-every must be >= 1 and --seed0 >= 0")
+    if args.record_every >= args.steps:
+        bad(f"--record-every {args.record_every} must be < --steps {args.steps} (a curve needs at least two records)")
     if args.dim < 2 or not (math.isfinite(args.init_norm) and args.init_norm > 0):
         bad("--dim must be >= 2 and --init-norm > 0")
     if args.optimizer == "wrs" and any(v != 0 for v in args.lam):
@@ -154,10 +156,32 @@ def _period_lines(rows) -> list[str]:
                          f"{pred:.1f} it (ρmax/ρmin = {r['norm_ratio']:.3f}); ρ at jumps "
                          f"{r['rho_min_measured']:.3f}"
                          + (f" vs critical ρc = {r['rho_critical']:.3f}" if np.isfinite(r["rho_critical"]) else ""))
+            lines += _gradient_note(r)
         else:
             lines.append(f"{head}, no period; ρ = {r['rho_measured']:.4g} vs equilibrium ρ* = "
                          f"{r['rho_predicted']:.4g}")
     return lines
+
+
+#: the gradient-aware period (theory.equilibrium.approach_steps) must exceed the pure-WD one by this
+#: factor before the output says that the pure-WD formula does not apply
+GRADIENT_NOTE_FACTOR = 1.25
+
+
+def _gradient_note(r) -> list[str]:
+    """Why the pure-WD period formula misses, when gradients between jumps are not negligible."""
+    with_g, pure = r.get("period_predicted_gradient", np.nan), r["period_predicted"]
+    if not (np.isfinite(pure) and with_g >= GRADIENT_NOTE_FACTOR * pure):   # NaN: not computed
+        return []
+    head = (f"    note: between jumps the gradient is not negligible (RMS ρ‖∇f‖ = {r['eff_grad_decay_rms']:.3g}): "
+            f"it holds the norm near its equilibrium ρ* = {r['rho_decay_equilibrium']:.3f} instead of letting "
+            "WD shrink it at the rate α, so the formula above underestimates the period;")
+    if np.isfinite(with_g):
+        return [head, f"    with that gradient the decay from ρmax to ρmin takes {with_g:.1f} it"]
+    return [head, f"    the norm is already at ρ* when the jumps start (ρ there {r['rho_min_measured']:.3f}); at this "
+                  "gradient level a decay only approaches ρ* and never reaches the measured ρmin, so the jumps "
+                  f"are kicks of the gradient noise at irregular times (std/mean "
+                  f"{r['period_std'] / r['period_measured']:.2f}), a length theory does not predict"]
 
 
 def main(argv=None) -> int:
@@ -168,7 +192,7 @@ def main(argv=None) -> int:
     noise = args.noise if args.noise is not None else ([1e-8] if args.objective == "quadratic" else [0.0])
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     n_cfg = make_grid(args.eta, args.lam, seeds, args.momentum, noise)["eta"].size
-    folder = args.out or Path("runs") / f"toy-{args.objective}-{datetime.now():%Y%m%d-%H%M%S}"
+    folder = writable_dir(PROG, args.out or Path("runs") / f"toy-{args.objective}-{datetime.now():%Y%m%d-%H%M%S}")
     bar = Progress(args.steps, desc=f"{args.objective} x{n_cfg}", enabled=None if not args.quiet else False)
     with bar:
         traj = sweep(obj, args.eta, args.lam, seeds, steps=args.steps, momentum=args.momentum,
@@ -184,7 +208,10 @@ def main(argv=None) -> int:
             "n_configs": n_cfg, "simulation_seconds": t_sim}
     crit = (float(critical_effective_lr(sharp, args.momentum[0]))
             if sharp and len(args.momentum) == 1 and args.optimizer == "sgd" else None)
-    paths = write_outputs(folder, traj, reports, rows, meta, plot=not args.no_plot, critical_eff_lr=crit)
+    try:
+        paths = write_outputs(folder, traj, reports, rows, meta, plot=not args.no_plot, critical_eff_lr=crit)
+    except OSError as exc:
+        cli_fail(PROG, f"could not write the results ({os_error_line(exc)}); files already written are complete")
     total = time.perf_counter() - t_start
     status = " (INTERRUPTED: partial results)" if traj.interrupted else ""
     if not args.quiet:
@@ -196,6 +223,9 @@ def main(argv=None) -> int:
         print("\n".join(_period_lines(rows)))
         print(f"wrote {len(paths)} files to {folder}/ in {total:.1f} s total: "
               + ", ".join(p.name for p in paths))
+        left_out = None if args.no_plot else settings_left_out(traj)
+        if left_out:
+            print(f"toy.png: {left_out}")
     else:
         print(folder)
     return 130 if traj.interrupted else 0
