@@ -17,23 +17,23 @@ batches), models (ConvNet, pre-activation ResNet-18), si (SI groups by testing),
 trainer (the loop), checkpoint, run (run_training / resume_training), report (periods vs
 theory), plots, train (CLI), sweep (LR sweep + CLI).
 """
-from .config import TrainConfig
-from .data import DataError, ImageData, load_data
-from .models import ConvNet, PreActResNet18, build_model
-from .report import analyse_periods
-from .run import RunResult, resume_training, run_training
-from .si import SIGroups, find_si_groups
-from .trainer import Trainer
+import importlib
+
+#: public name -> submodule; imported on first use (PEP 562), so that ``python -m nets.train`` starts
+#: without importing torch and a Ctrl-C in its first seconds reaches the command's own handler
+_EXPORTS = {"TrainConfig": "config", "DataError": "data", "ImageData": "data", "load_data": "data",
+            "ConvNet": "models", "PreActResNet18": "models", "build_model": "models",
+            "analyse_periods": "report", "RunResult": "run", "resume_training": "run",
+            "run_training": "run", "SIGroups": "si", "find_si_groups": "si", "Trainer": "trainer",
+            # nets.sweep is also a ``python -m`` entry point: imported lazily so that running it
+            # does not find it already imported (runpy's double-import warning)
+            "run_sweep": "sweep", "sweep_configs": "sweep"}
 
 
 def __getattr__(name):
-    # nets.sweep is also a ``python -m`` entry point: import it lazily so that running it does not
-    # find it already imported (runpy's double-import warning)
-    if name in ("run_sweep", "sweep_configs"):
-        from . import sweep
-        return getattr(sweep, name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'nets' has no attribute {name!r}")
 
-__all__ = ["TrainConfig", "DataError", "ImageData", "load_data", "ConvNet", "PreActResNet18",
-           "build_model", "analyse_periods", "RunResult", "resume_training", "run_training",
-           "SIGroups", "find_si_groups", "run_sweep", "sweep_configs", "Trainer"]
+
+__all__ = list(_EXPORTS)

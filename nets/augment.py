@@ -1,7 +1,7 @@
 """Vectorised batch pipeline on the device: shuffling, random crop + flip, normalisation.
 
 The standard CIFAR augmentation of the paper's code (torchvision ``RandomCrop(32, padding=4)``
-then ``RandomHorizontalFlip()``, REFERENCE.md) is done here for a whole batch at once with one
+then ``RandomHorizontalFlip()``, ``docs/paper_setup.md``) is done here for a whole batch at once with one
 gather, with random numbers drawn from a ``torch.Generator`` on the data's device -- so no
 per-image Python, no host round trip, and a generator state that checkpoints can save.
 """

@@ -9,8 +9,8 @@ used to normalise a batch (done on the device, after augmentation, as torchvisio
   resized in torch to the model's input size and split train/test with a fixed seed;
   normalised with the train split's own mean/std.
 * ``cifar10`` / ``cifar100`` -- the standard python-pickle files read from ``data_dir``
-  (no download: no machine here reaches the internet); normalised with the mean/std of
-  REFERENCE.md (Lobacheva et al., 2021, App. / the authors' transforms).
+  (no download: no machine here reaches the internet); normalised with the authors' mean/std
+  (``docs/paper_setup.md``, Data; Lobacheva et al., 2021, appendix).
 * ``synthetic`` -- class-dependent random patterns, for tests.
 
 A missing or malformed directory raises :class:`DataError`, whose message is one line saying

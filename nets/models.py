@@ -1,6 +1,6 @@
 """The paper's two architectures, in a fully scale-invariant and a practical mode.
 
-Both follow REFERENCE.md (Lobacheva et al., NeurIPS 2021, Sec. 3 and App.):
+Both follow the paper (Lobacheva et al., NeurIPS 2021, Sec. 3 and App.; ``docs/paper_setup.md``):
 
 * :class:`ConvNet` -- blocks Conv3x3 (no bias) -> BatchNorm2d -> ReLU -> MaxPool2d(2), the first
   block without pool (computed as BN -> MaxPool -> ReLU: the two commute exactly, values and

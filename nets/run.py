@@ -38,7 +38,7 @@ from .report import analyse_run, stability_at_destabilisations
 from .si import SIGroups
 from .trainer import Trainer, TrainingDiverged, resolve_device
 
-__all__ = ["RunResult", "run_training", "resume_training", "new_run_dir", "set_threads"]
+__all__ = ["RunResult", "RunAborted", "run_training", "resume_training", "new_run_dir", "set_threads"]
 
 
 @dataclass
@@ -60,6 +60,21 @@ class RunResult:
     device: str
     diverged: str | None = None
     sharpness: dict | None = None
+    resumed_from: int = 0
+    """Iterations the run had done before this call (``elapsed_s``, ``iters_per_s`` time this call only)."""
+
+
+class RunAborted(KeyboardInterrupt):
+    """Ctrl-C outside the training loop (before it started, or a second one) aborted the run.
+
+    ``run_dir`` is the run directory when it holds a checkpoint to resume from, else ``None``.
+    (A first Ctrl-C or SIGTERM inside the loop does not raise: the run stops cleanly, checkpoints
+    and returns with ``completed=False``.)
+    """
+
+    def __init__(self, run_dir: Path | None):
+        super().__init__(f"run aborted; {'resume from ' + str(run_dir) if run_dir else 'nothing to resume'}")
+        self.run_dir = run_dir
 
 
 def set_threads(config: TrainConfig, device: torch.device) -> int:
@@ -154,21 +169,32 @@ def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, writ
     RunResult
         ``completed`` is False when the run was stopped early (signal or ``stop_after``); it can be
         continued with :func:`resume_training`. A diverged run (NaN loss) writes what it recorded
-        and raises :class:`nets.trainer.TrainingDiverged`.
+        and raises :class:`nets.trainer.TrainingDiverged`. A ``KeyboardInterrupt`` outside the
+        training loop (while loading the data, or a second Ctrl-C) becomes :class:`RunAborted`.
     """
     config.validate()
     device = resolve_device(config.device)
+    created = write and run_dir is None
+    run_dir = new_run_dir(config) if created else run_dir   # fails early when the output is unwritable
     previous_threads = torch.get_num_threads()
     try:
         return _run(config, device, set_threads(config, device), run_dir, write, stop_after, _state)
+    except KeyboardInterrupt as exc:
+        resumable = write and (Path(run_dir) / CHECKPOINT_NAME).exists()
+        raise RunAborted(Path(run_dir) if resumable else None) from exc
     finally:
         torch.set_num_threads(previous_threads)   # the cap holds for the run only
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()                        # e.g. the data could not be loaded
 
 
 def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResult:
     trainer = Trainer(config, load_data(config), device)
     if _state is not None:
         trainer.load_state_dict(_state)
+        if trainer.iteration > trainer.total_iters:
+            raise ValueError(f"the run in {run_dir} has done {trainer.iteration} iterations already; a length of "
+                             f"{trainer.total_iters} would shorten it (resume with more, or without --iters/--epochs)")
     if write:
         run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +240,7 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
                        completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,
                        iters_per_s=(trainer.iteration - start_it) / max(elapsed, 1e-9),
                        device=str(device), diverged=None if diverged is None else str(diverged),
-                       sharpness=sharpness)
+                       sharpness=sharpness, resumed_from=start_it)
     if run_dir is not None:
         title = (f"{config.model} ({config.mode}, width {config.width}) on {config.dataset}: "
                  f"eta={config.lr:g}, lambda={config.wd:g}, batch {config.batch_size}")

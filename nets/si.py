@@ -1,7 +1,7 @@
 """Find a model's scale-invariant (SI) parameters by testing, with ``theory``'s detector.
 
 The authors' code chose SI weights by a name substring and missed the shortcut convs
-(REFERENCE.md). Here every decision is a test of the model's output under rescaling, made by
+(``docs/paper_setup.md``). Here every decision is a test of the model's output under rescaling, made by
 :func:`theory.invariance.find_scale_invariant_params` (train-mode BN, float64):
 
 * **individually SI** -- parameters whose rescaling *alone* leaves the output unchanged (every

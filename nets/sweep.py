@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from simulate.io import CliParser, cli_fail, write_csv, write_json
+from simulate.io import CliParser, cli_fail, os_error_line, writable_dir, write_csv, write_json
 
 from .config import TrainConfig
 
@@ -30,7 +30,7 @@ ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_len
             "final_test_acc", "sharpness_peak_over_threshold", "collapsed_at", "completed", "diverged",
             "run_dir")
 
-__all__ = ["run_sweep", "sweep_configs", "build_parser", "main"]
+__all__ = ["run_sweep", "sweep_configs", "plot_sweep_rows", "build_parser", "main"]
 
 
 def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = False) -> list[TrainConfig]:
@@ -85,7 +85,6 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
     then stops; call again to continue).
     """
     from .checkpoint import CHECKPOINT_NAME
-    from .plots import plot_sweep
     from .run import resume_training, run_training
     from .trainer import TrainingDiverged
 
@@ -112,11 +111,26 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
             break
     write_csv(sweep_dir / "sweep.csv", {k: [r[k] for r in rows] for k in ROW_KEYS})
     write_json(sweep_dir / "sweep.json", {"rows": rows, "completed": completed})
-    if rows:
-        c = configs[0]
-        plot_sweep(sweep_dir / "sweep.png", rows,
-                   f"{c.model} ({c.mode}, width {c.width}) on {c.dataset}: period frequency vs eta*lambda")
+    plot_sweep_rows(sweep_dir / "sweep.png", rows, configs)
     return rows, completed
+
+
+def plot_sweep_rows(path: Path, rows: list[dict], configs: list[TrainConfig]) -> Path | None:
+    """Draw the runs that measured a period frequency (:func:`nets.plots.plot_sweep`); the title
+    says how many of the sweep's runs that is. Nothing is drawn (``None``) while no run has one,
+    e.g. when the sweep was interrupted in its first run; a figure from an earlier call is removed
+    then, so that ``sweep.png`` always matches ``sweep.json``."""
+    from .plots import plot_sweep
+
+    shown = [r for r in rows if math.isfinite(r["measured_frequency"])]
+    if not shown:
+        Path(path).unlink(missing_ok=True)
+        return None
+    c = configs[0]
+    title = f"{c.model} ({c.mode}, width {c.width}) on {c.dataset}: period frequency vs eta*lambda"
+    if len(shown) < len(configs):
+        title += f"\n{len(shown)} of {len(configs)} runs shown (the others: not run yet, or no complete period)"
+    return plot_sweep(path, shown, title)
 
 
 def build_parser() -> CliParser:
@@ -141,19 +155,24 @@ def main(argv=None) -> int:
     from .trainer import TrainingDiverged
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    sweep_dir = None
     try:
         base = config_from_args(args, lr=max(args.lrs))
         configs = sweep_configs(base, args.lrs, args.wds, scale_length=args.scale_length)
         for c in configs:
             c.validate()
-        sweep_dir = args.sweep_dir or (Path(base.out) /
-                                       f"sweep-{base.dataset}-{base.model}-{datetime.now():%Y%m%d-%H%M%S}")
+        sweep_dir = writable_dir(PROG, args.sweep_dir or (
+            Path(base.out) / f"sweep-{base.dataset}-{base.model}-{datetime.now():%Y%m%d-%H%M%S}"))
         rows, completed = run_sweep(configs, sweep_dir)
-    except (DataError, ValueError, FileNotFoundError, TrainingDiverged) as exc:
+    except (DataError, ValueError, TrainingDiverged) as exc:
         cli_fail(PROG, str(exc))
+    except OSError as exc:
+        cli_fail(PROG, os_error_line(exc))
     except KeyboardInterrupt:
-        cli_fail(PROG, "aborted; run the same command with --sweep-dir to continue", 130)
-    print(f"{sweep_dir}: {len(rows)}/{len(configs)} runs")
+        cli_fail(PROG, f"aborted; continue with the same command and --sweep-dir {sweep_dir}" if sweep_dir
+                 else "interrupted before the sweep started: nothing to continue", 130)
+    print(f"{sweep_dir}: {len(rows)}/{len(configs)} runs"
+          + ("" if (sweep_dir / "sweep.png").exists() else "; no run has a complete period: sweep.png not drawn"))
     for r in rows:
         print(f"  eta={r['lr']:g} lam={r['wd']:g} eta*lam={r['eta_lam']:.3g}: {r['n_periods']} periods, "
               f"mean {r['mean_length']:.0f} it, predicted {r['predicted_length']:.0f} it, "

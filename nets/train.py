@@ -11,8 +11,6 @@ import argparse
 import sys
 from dataclasses import fields
 
-from simulate.io import CliParser, cli_fail
-
 from .config import DATASETS, MODELS, MODES, WD_GROUPS, TrainConfig
 
 PROG = "python -m nets.train"
@@ -44,6 +42,19 @@ def _int_at_least(lo: int):
 
 
 _nonneg_int, _pos_int = _int_at_least(0), _int_at_least(1)
+
+
+def _device(s: str) -> str:
+    """``auto`` or a device string torch understands (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    if s == "auto":
+        return s
+    import torch
+
+    try:
+        torch.device(s)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device: {s!r} (auto, cpu, cuda, cuda:1, ...)") from None
+    return s
 
 
 def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
@@ -98,7 +109,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="at most this many Lanczos steps per measurement (default %(default)s)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=_D["seed"], help="default %(default)s")
-    g.add_argument("--device", default=_D["device"], help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    g.add_argument("--device", type=_device, default=_D["device"],
+                   help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="keep NCHW activations (default: channels-last, faster convs)")
     g.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: usable cores, max 8)")
@@ -106,7 +118,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
     g.add_argument("--quiet", action="store_true", help="no progress bar, only the final report")
 
 
-def build_parser() -> CliParser:
+def build_parser():
+    from simulate.io import CliParser
+
     p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p)
@@ -126,32 +140,75 @@ def config_from_args(args: argparse.Namespace, **override) -> TrainConfig:
     return TrainConfig(**kw)
 
 
-def _explicit(argv, flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in argv)
+#: options that ``--resume`` applies; every other option is fixed by the run's checkpoint
+RESUME_OPTIONS = ("iters", "epochs", "device", "quiet", "resume")
+
+
+def given_options(parser, argv) -> list[str]:
+    """Destinations of the options given explicitly on ``argv`` (not left at their defaults)."""
+    saved = {a.dest: a.default for a in parser._actions}
+    try:
+        for a in parser._actions:
+            a.default = argparse.SUPPRESS
+        return sorted(vars(parser.parse_args(argv)))
+    finally:
+        for a in parser._actions:
+            a.default = saved[a.dest]
 
 
 def main(argv=None) -> int:
+    """Run the command; Ctrl-C at any moment gives one line and exit status 130."""
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt as exc:          # nets.run.RunAborted, or before the run started
+        run_dir = getattr(exc, "run_dir", None)
+        if run_dir is not None:
+            msg = f"aborted; continue from the last checkpoint with: {PROG} --resume {run_dir}"
+        else:
+            msg = "interrupted before the first checkpoint: nothing to resume"
+        sys.stderr.write(f"{PROG}: {msg}\n")
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    from simulate.io import cli_fail, os_error_line, writable_dir
+
     from .data import DataError
     from .report import collapse_line, period_line, stability_line
     from .run import resume_training, run_training
     from .trainer import TrainingDiverged
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = given_options(parser, argv)
+    if args.resume:
+        flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+        fixed = [flags[g] for g in given if g not in RESUME_OPTIONS]
+        if fixed:
+            cli_fail(PROG, f"--resume keeps the run's configuration; {', '.join(fixed)} cannot change "
+                           "(only --iters/--epochs, --device, --quiet do); start a new run instead")
     try:
         if args.resume:
-            res = resume_training(args.resume, iters=args.iters if _explicit(argv, "--iters") else None,
-                                  epochs=args.epochs if _explicit(argv, "--epochs") else None,
-                                  device=args.device if _explicit(argv, "--device") else None,
+            writable_dir(PROG, args.resume)
+            res = resume_training(args.resume, iters=args.iters if "iters" in given else None,
+                                  epochs=args.epochs if "epochs" in given else None,
+                                  device=args.device if "device" in given else None,
                                   quiet=True if args.quiet else None)
         else:
-            res = run_training(config_from_args(args))
-    except (DataError, ValueError, FileNotFoundError, TrainingDiverged) as exc:
+            cfg = config_from_args(args)
+            writable_dir(PROG, cfg.out)
+            res = run_training(cfg)
+    except (DataError, ValueError, TrainingDiverged) as exc:
         cli_fail(PROG, str(exc))
-    except KeyboardInterrupt:
-        cli_fail(PROG, "aborted; continue from the last checkpoint with --resume RUN_DIR", 130)
-    print(f"{res.run_dir}: {res.iterations} iterations in {res.elapsed_s:.1f} s "
-          f"({res.iters_per_s:.1f} it/s on {res.device}); SI group: {len(res.si_groups.si)} tensors "
+    except OSError as exc:        # a missing checkpoint, or the disk filling up mid-run
+        cli_fail(PROG, os_error_line(exc))
+    timed = f"in {res.elapsed_s:.1f} s ({res.iters_per_s:.1f} it/s on {res.device})"
+    if res.resumed_from:
+        done = (f"resumed at iteration {res.resumed_from}, {res.iterations - res.resumed_from} more "
+                f"iterations {timed}, {res.iterations} in all")
+    else:
+        done = f"{res.iterations} iterations {timed}"
+    print(f"{res.run_dir}: {done}; SI group: {len(res.si_groups.si)} tensors "
           f"({len(res.si_groups.individual)} individually SI)")
     print(period_line(res.period_summary))
     if "collapse" in res.period_summary:

@@ -6,7 +6,7 @@ backward, SGD step (``foreach``, or ``fused`` on CUDA). Metrics are read to the 
 ``record_every`` steps and at evaluations; between them the loop never syncs, so on a GPU the
 host queues work ahead of the device.
 
-Variants on the SI group (Lobacheva et al., NeurIPS 2021, Sec. 2 and App.; REFERENCE.md):
+Variants on the SI group (Lobacheva et al., NeurIPS 2021, Sec. 2 and App.; ``docs/paper_setup.md``):
 WD (plain), WRS -- no WD, the SI weights rescaled to a fixed total norm after every step
 (Liu et al., 2021) -- and TEXP -- no WD, LR eta_t = eta * alpha^(-2t-1)
 (Li & Arora, 2019; :func:`theory.equivalences.texp_schedule`), equivalent to WD with weights

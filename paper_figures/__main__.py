@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from simulate.io import CliParser, cli_fail
+from simulate.io import CliParser, cli_fail, os_error_line, writable_dir
 
 from . import FIGURES
 
@@ -33,12 +33,12 @@ def build_parser() -> CliParser:
 
 
 def main(argv=None) -> int:
+    from nets.data import DataError
+
     args = build_parser().parse_args(argv)
-    out = args.out or Path("runs") / ("paper_figures-quick" if args.quick else "paper_figures")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        cli_fail(PROG, f"cannot create output folder {out}: {exc.strerror}")
+    out = writable_dir(PROG, args.out or Path("runs") / ("paper_figures-quick" if args.quick else "paper_figures"))
+    if args.publish is not None and args.name == "report":
+        writable_dir(PROG, args.publish)
     names = list(FIGURES) if args.name in ("all", "report") else [args.name]
     results, t0 = [], time.perf_counter()
     try:
@@ -48,16 +48,19 @@ def main(argv=None) -> int:
             res = FIGURES[name][0].make(out, args.quick)
             results.append(res)
             print(f"      wrote {', '.join(p.name for p in res.files)} ({time.perf_counter() - t:.1f} s)", flush=True)
+        if args.name == "report":
+            from .report import write_report
+            path = write_report(out, args.quick, results, time.perf_counter() - t0, args.publish)
+            print(f"report: {path}")
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished figures are in {out}; network runs resume from their checkpoints",
-              file=sys.stderr)
+        done = ", ".join(r.name for r in results) or "none"
+        print(f"\ninterrupted: nothing published; finished figures ({done}) are in {out}; network runs "
+              "resume from their checkpoints when the same command runs again", file=sys.stderr)
         return 130
-    except FileNotFoundError as exc:     # e.g. SIBN_DATA_DIR pointing nowhere
+    except DataError as exc:             # e.g. SIBN_DATA_DIR pointing nowhere or at a broken pickle
         cli_fail(PROG, str(exc))
-    if args.name == "report":
-        from .report import write_report
-        path = write_report(out, args.quick, results, time.perf_counter() - t0, args.publish)
-        print(f"report: {path}")
+    except OSError as exc:               # e.g. the disk filled up while writing
+        cli_fail(PROG, os_error_line(exc))
     print(f"output folder: {out}")
     return 0
 

@@ -124,6 +124,8 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
     Each run lives in ``out/net_runs/lr<lr>/``. A run of the same configuration found there is
     continued from its checkpoint (which does nothing more than reload it when it is complete),
     so the network figures share their runs and an interrupted figure job loses nothing. A run
+    stopped by a signal (Ctrl-C, SIGTERM; :func:`nets.run_training` catches it and checkpoints)
+    raises ``KeyboardInterrupt``, so that no figure is drawn from an incomplete run. A run
     is a dict with ``steps`` (metric arrays), ``periods`` (:class:`simulate.periods.PeriodReport`),
     ``period_summary`` (:func:`nets.report.analyse_periods`) and ``config``. Completed runs are
     also kept in memory, so the figures of one ``report`` load (and rewrite) each run only once.
@@ -144,6 +146,8 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
             res = resume_training(run_dir, quiet=True)
         else:
             res = run_training(cfg, run_dir=run_dir)
+        if not res.completed:   # stopped by SIGINT/SIGTERM: the checkpoint is kept, no figure from it
+            raise KeyboardInterrupt(f"network run {run_dir} stopped at iteration {res.iterations}")
         results[lr] = {"steps": res.steps, "periods": res.periods, "period_summary": res.period_summary,
                        "config": res.config, "run_dir": res.run_dir}
         if res.completed:

@@ -28,6 +28,8 @@ TOY_PAIRS = [(1.0, 3e-4), (1.0, 1e-3), (1.0, 3e-3), (1.0, 1e-2), (0.25, 4e-3), (
 #: |measured/predicted - 1| allowed for every point (checked by the tests). The formula times the
 #: decay phase only; the jump itself adds ~10 % to a period on the toy (measured 0.89-0.90).
 TOLERANCE = 0.2
+#: legend of the theory markers: a frequency 1/T, like the y-axis
+THEORY_LABEL = "theory: 1/T = −ln(1−ηλ)/ln(ρmax/ρmin)"
 
 
 def _toy_points(quick: bool) -> dict:
@@ -56,7 +58,7 @@ def _net_points(out: Path, quick: bool) -> dict:
 
 def _panel(ax, pts: dict, title: str) -> None:
     x = pts["eta_lam"]
-    ax.loglog(x, pts["predicted"], "s", mfc="none", mec="k", ms=9, label="theory: ln(ρmax/ρmin)/(−ln(1−ηλ))")
+    ax.loglog(x, pts["predicted"], "s", mfc="none", mec="k", ms=9, label=THEORY_LABEL)
     sc = ax.scatter(x, pts["measured"], c=np.log10(pts["eta"]), cmap="viridis", zorder=3, label="measured")
     ax.set(xlabel="ηλ", ylabel="destabilisations per iteration", title=title)
     ax.grid(True, which="both", alpha=0.3)

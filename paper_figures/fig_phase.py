@@ -22,11 +22,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulate import compare_with_theory, sweep
+from simulate import compare_with_theory
 from theory.stability import critical_norm
 
 from .common import FigureResult, save_data, save_figure, table_row
-from .toy_runs import toy_objective
+from .toy_runs import toy_objective, toy_sweep
 
 NAME = "phase"
 SIGMA = 0.05
@@ -70,7 +70,7 @@ def make(out: Path, quick: bool) -> FigureResult:
     lam = np.geomspace(1e-5, 1e-1, n)
     E, L = np.meshgrid(eta, lam, indexing="ij")
     valid = E * L < 0.9
-    traj = sweep(obj, eta=E[valid], lam=L[valid], seeds=[0], steps=steps, noise=SIGMA, grid=False)
+    traj = toy_sweep(E[valid], L[valid], steps=steps, noise=SIGMA, method="auto")
     rows = compare_with_theory(traj, tail=0.5)
     lab, ratio = regimes(rows, critical_norm(E[valid], h))
     g_rms = np.array([r["eff_grad_norm_rms"] for r in rows])
@@ -78,7 +78,7 @@ def make(out: Path, quick: bool) -> FigureResult:
     s_vals = np.geomspace(3e-3, 0.3, n)
     el_vals = np.geomspace(1e-5, 0.3, n)
     S, EL = np.meshgrid(s_vals, el_vals, indexing="ij")
-    traj2 = sweep(obj, eta=1.0, lam=EL.ravel(), seeds=[0], steps=steps, noise=S.ravel(), grid=False)
+    traj2 = toy_sweep(1.0, EL.ravel(), steps=steps, noise=S.ravel(), method="auto")
     lab2, ratio2 = regimes(compare_with_theory(traj2, tail=0.5), critical_norm(1.0, h))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))

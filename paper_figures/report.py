@@ -7,14 +7,13 @@ momentum -- equilibrium norm, effective LR and angular update per step against
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from simulate import compare_with_theory
-from simulate.io import write_csv, write_json
+from simulate.io import atomic_write, write_csv, write_json
 
 from .common import FigureResult, table_row
 from .toy_runs import toy_objective, toy_sweep
@@ -74,14 +73,12 @@ def write_report(out: Path, quick: bool, results: list[FigureResult], seconds: f
     seconds += time.perf_counter() - t0
     images = {res.name: f"{res.name}.png" for res in results}
     text = _markdown(results, rows, quick, seconds, images)
-    path = out / "report.md"
-    path.write_text(text)
+    path = atomic_write(out / "report.md", lambda fh: fh.write(text.encode()))
     write_json(out / "report.json", {"quick": quick, "figures": [r.to_dict() for r in results], "table": rows})
     write_csv(out / "report_table.csv", {k: [r[k] for r in rows] for k in ("quantity", "setting", "predicted",
                                                                            "measured", "rel_error")})
-    if publish is not None:
-        publish.mkdir(parents=True, exist_ok=True)
-        for res in results:
-            shutil.copy2(out / images[res.name], publish / images[res.name])
-        shutil.copy2(path, publish / "report.md")
+    if publish is not None:   # every file replaced atomically
+        for name in [*images.values(), path.name]:
+            data = (out / name).read_bytes()
+            atomic_write(publish / name, lambda fh, data=data: fh.write(data))
     return path

@@ -30,9 +30,15 @@ TOY_NOISE = 1e-8
 
 
 def toy_sweep(eta, lam, *, steps: int, seeds=(0,), noise=TOY_NOISE, grid: bool = False, **kw):
-    """:func:`simulate.sweep` of the figures' quadratic (zipped configurations by default)."""
-    return sweep(toy_objective(), eta=eta, lam=lam, seeds=seeds, steps=steps, noise=noise, grid=grid,
+    """:func:`simulate.sweep` of the figures' quadratic (zipped configurations by default).
+
+    Ctrl-C stops the sweep with ``KeyboardInterrupt`` (the engine would return the steps done so
+    far; a figure must not be drawn from them)."""
+    traj = sweep(toy_objective(), eta=eta, lam=lam, seeds=seeds, steps=steps, noise=noise, grid=grid,
                  method=kw.pop("method", "generic"), **kw)
+    if traj.interrupted:
+        raise KeyboardInterrupt(f"toy sweep stopped after {traj.steps_done} of {steps} steps")
+    return traj
 
 
 def toy_reports(traj, burn_in: float = 0.25):

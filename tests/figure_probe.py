@@ -1,7 +1,8 @@
 """What a saved matplotlib figure shows, for tests that check plots by content, not by file size.
 
 :func:`probe_savefig` patches ``Figure.savefig`` so that every figure saved while it is active is
-summarised (per axes: title, labels, the finite points of each line and scatter, legend texts)
+summarised (per axes: title, labels, the finite points of each line -- and its y values when short -- and of
+each scatter, legend texts)
 before it is written. The PNG itself is still written as usual.
 """
 from __future__ import annotations
@@ -18,12 +19,21 @@ def _finite_points(xy) -> int:
     return int(np.all(np.isfinite(xy), axis=1).sum())
 
 
+def _line(ln) -> dict:
+    """Label, number of samples, finite points and (for short lines) the y values of a line."""
+    x, y = (np.asarray(v, dtype=float).reshape(-1) for v in ln.get_data())
+    n = min(x.size, y.size)
+    out = {"label": ln.get_label(), "n": int(x.size), "points": _finite_points(np.column_stack([x[:n], y[:n]]))}
+    if y.size <= 100:
+        out["y"] = y.tolist()
+    return out
+
+
 def summarise(fig: Figure) -> dict:
     """Per-axes summary of ``fig`` (colour bars included as axes without lines)."""
     axes = []
     for ax in fig.axes:
-        lines = [{"label": ln.get_label(), "points": _finite_points(np.column_stack(ln.get_data()))
-                  if len(ln.get_xdata()) else 0, "n": len(ln.get_xdata())} for ln in ax.get_lines()]
+        lines = [_line(ln) for ln in ax.get_lines()]
         scatters = [_finite_points(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets")]
         legend = ax.get_legend()
         axes.append({"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),

@@ -91,3 +91,34 @@ def test_every_linked_figure_and_file_exists():
                 continue
             path = (doc.parent / t) if (doc.parent / t).exists() else ROOT / t
             assert path.exists(), f"{doc.name} links {t}"
+
+
+def _tracked_text_files():
+    import subprocess
+    try:
+        names = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file()]
+    return [ROOT / n for n in names if n.endswith((".py", ".md", ".toml", ".cfg"))]
+
+
+def test_sources_cite_only_documents_in_the_repository():
+    """Facts come from docs/paper_setup.md (in the repository), never from a notes file outside it."""
+    bad = [str(p.relative_to(ROOT)) for p in _tracked_text_files()
+           if p.exists() and "REFERENCE" + ".md" in p.read_text(errors="ignore")]
+    assert not bad
+    cited = {str(p.relative_to(ROOT)) for p in _tracked_text_files()
+             if p.exists() and "paper_setup.md" in p.read_text(errors="ignore")}
+    assert {"nets/data.py", "nets/models.py", "nets/augment.py", "nets/si.py", "theory/invariance.py"} <= cited
+
+
+def test_paper_setup_states_the_constants_the_code_uses():
+    from nets.config import TrainConfig
+    from nets.data import CIFAR_MEAN, CIFAR_STD
+    text = (ROOT / "docs" / "paper_setup.md").read_text()
+    mean = re.search(r"mean \(([^)]*)\)", text).group(1)
+    std = re.search(r"std\s+\(([^)]*)\)", text).group(1)
+    assert tuple(float(v) for v in mean.split(",")) == CIFAR_MEAN
+    assert tuple(float(v) for v in std.split(",")) == CIFAR_STD
+    assert f"Frobenius norm {TrainConfig().last_layer_norm:g}" in text.replace("\n", " ")

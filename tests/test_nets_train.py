@@ -88,7 +88,8 @@ def test_recorded_norm_effective_lr_grad_norm_and_angle_match_the_weights():
 
 
 def test_norm_follows_exact_sgd_wd_recurrence():
-    """||x+||^2 = (1-eta*lam)^2 ||x||^2 + eta^2 ||g||^2 (REFERENCE.md), since g is orthogonal to x."""
+    """||x+||^2 = (1-eta*lam)^2 ||x||^2 + eta^2 ||g||^2 (Lobacheva et al., 2021, Sec. 2;
+    theory.dynamics.next_sq_norm), since g is orthogonal to x."""
     cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=8, lr=0.5, wd=0.05)
     tr = Trainer(cfg, make_synthetic())
     tr.run()

@@ -1,33 +1,76 @@
 """Every figure in --quick mode (one shared run of `python -m paper_figures report --quick`), and
 checks of the data behind each figure against the theory."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from figure_probe import probe_savefig
 from paper_figures import FIGURES
 from paper_figures.__main__ import main
-from paper_figures.fig_frequency import TOLERANCE
+from paper_figures.common import net_config
+from paper_figures.fig_frequency import THEORY_LABEL, TOLERANCE
 from paper_figures.fig_phase import _boundary_eta_lam
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory):
+def report_run(tmp_path_factory):
+    """The report's output folder and what each saved figure shows (tests/figure_probe.py)."""
     out = tmp_path_factory.mktemp("figures")
     publish = out / "published"
-    assert main(["report", "--quick", "--out", str(out), "--publish", str(publish)]) == 0
-    return out
+    with probe_savefig() as seen:
+        assert main(["report", "--quick", "--out", str(out), "--publish", str(publish)]) == 0
+    return out, seen
+
+
+@pytest.fixture(scope="module")
+def report_dir(report_run):
+    return report_run[0]
 
 
 def _summary(out, name):
     return json.loads((out / f"{name}.json").read_text())["summary"]
 
 
-def test_every_figure_written(report_dir):
+def test_every_figure_written(report_run):
+    report_dir, seen = report_run
     for name in FIGURES:
         for ext in ("png", "pdf", "json"):
-            assert (report_dir / f"{name}.{ext}").stat().st_size > 1000 or ext == "json", (name, ext)
+            assert (report_dir / f"{name}.{ext}").is_file(), (name, ext)
         assert (report_dir / "published" / f"{name}.png").exists()
+        # every curve named in a legend has data (an empty or truncated curve fails here)
+        for ax in seen[f"{name}.png"]["axes"]:
+            drawn = {ln["label"]: ln["points"] for ln in ax["lines"] if not ln["label"].startswith("_")}
+            for text in ax["legend"]:
+                assert drawn.get(text, 1) >= 1, (name, text)
+            assert all(n >= 2 for label, n in drawn.items() if "stability" not in label), (name, drawn)
+
+
+def test_periodic_figure_shows_every_complete_run(report_run):
+    """Three learning rates, each curve the whole run (3,000 iterations recorded every 5), in every panel."""
+    report_dir, seen = report_run
+    records = net_config(1.0, True).iters // net_config(1.0, True).record_every
+    for ax in seen["periodic.png"]["axes"]:
+        curves = [ln for ln in ax["lines"] if ln["label"].startswith("η = ")]
+        assert sorted(ln["label"] for ln in curves) == ["η = 0.5", "η = 1", "η = 2"]
+        assert all(ln["n"] == records and ln["points"] == records for ln in curves), curves
+
+
+def test_frequency_legend_and_axis_are_both_frequencies(report_run):
+    report_dir, seen = report_run
+    s = _summary(report_dir, "frequency")
+    for ax, label in zip(seen["frequency.png"]["axes"], ("toy", "net")):
+        assert "per iteration" in ax["ylabel"] and THEORY_LABEL in ax["legend"]
+        theory = next(ln for ln in ax["lines"] if ln["label"] == THEORY_LABEL)
+        np.testing.assert_allclose(theory["y"], np.array(s[label]["predicted"], dtype=float), rtol=1e-12)
 
 
 def test_periodic_figure_has_periods(report_dir):
@@ -62,9 +105,10 @@ def test_frequency_points_match_theory(report_dir):
     order = np.argsort(toy["eta_lam"][eta1])
     assert np.all(np.diff(toy["measured"][eta1][order]) > 0)
     net = {k: np.array(v, dtype=float) for k, v in s["net"].items() if k != "max_rel_error"}
-    ok = np.isfinite(net["measured"]) & np.isfinite(net["predicted"])
-    assert ok.sum() >= 2
-    assert np.all(np.abs(net["measured"][ok] / net["predicted"][ok] - 1) < 0.5)
+    assert np.all(np.isfinite(net["measured"]) & np.isfinite(net["predicted"]))
+    # the formula times the decay phase only: a network's period is longer (the jump and the slow
+    # recovery after it add to it), measured by 3 % (eta = 0.5) to 27 % (eta = 2)
+    assert np.all((net["measured"] / net["predicted"] > 0.7) & (net["measured"] / net["predicted"] < 1.05))
 
 
 def test_phase_diagram_follows_equilibrium_theory(report_dir):
@@ -104,13 +148,77 @@ def test_report_table(report_dir):
     assert (report_dir / "published" / "report.md").exists()
 
 
-def test_cli_errors(tmp_path, capsys):
+def test_cli_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["nope"])
     assert exc.value.code == 2
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    for args in (["phase", "--quick", "--out", str(blocker / "sub")],
+                 ["report", "--quick", "--out", str(tmp_path / "ok"), "--publish", str(blocker / "pub")]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot write to the output folder" in err
+
+
+@pytest.mark.parametrize("broken", ["nowhere", "bad_pickle"])
+def test_missing_or_broken_data_dir_is_one_line(tmp_path, capsys, monkeypatch, broken):
+    """Full mode with $SIBN_DATA_DIR pointing nowhere or at a broken pickle: nets.data.DataError."""
+    data = tmp_path / "data"
+    if broken == "bad_pickle":
+        folder = data / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                     "test_batch", "batches.meta"):
+            (folder / name).write_bytes(b"not a pickle")
+    monkeypatch.setenv("SIBN_DATA_DIR", str(data))
     with pytest.raises(SystemExit) as exc:
-        main(["phase", "--quick", "--out", str(blocker / "sub")])
+        main(["periodic", "--out", str(tmp_path / "out")])
     assert exc.value.code == 2
-    assert "cannot create output folder" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and str(data) in err
+
+
+@pytest.mark.parametrize("figure", ["period_detail", "phase"])
+def test_interrupted_toy_sweep_draws_nothing(tmp_path, monkeypatch, figure):
+    """The engine returns the steps done at Ctrl-C; the figures must not draw from them."""
+    import paper_figures.toy_runs as toy_runs
+    from simulate import sweep as real_sweep
+
+    def interrupted(*args, **kw):
+        traj = real_sweep(*args, **{**kw, "steps": 20})
+        traj.interrupted = True
+        return traj
+    monkeypatch.setattr(toy_runs, "sweep", interrupted)
+    assert main([figure, "--quick", "--out", str(tmp_path)]) == 130
+    assert not list(tmp_path.glob(f"{figure}.*"))
+
+
+def test_sigint_stops_the_job_keeps_the_checkpoint_and_publishes_nothing(tmp_path):
+    """Ctrl-C during a network run of `report --quick`: exit 130, no figure, no report, a resumable run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    out, publish = tmp_path / "out", tmp_path / "pub"
+    proc = subprocess.Popen([sys.executable, "-m", "paper_figures", "report", "--quick", "--out", str(out),
+                             "--publish", str(publish)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run = out / "net_runs" / "lr0.5"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "config.json").exists():
+            time.sleep(0.05)
+        time.sleep(1.0)                      # into the training loop
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()                          # never leave it running when the test fails
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: nothing published" in err and "Traceback" not in err
+    assert not list(out.glob("*.png")) and not (out / "report.md").exists()
+    assert not publish.exists() or not list(publish.iterdir())
+    periods = json.loads((run / "periods.json").read_text())
+    assert not periods["completed"] and 0 < periods["iterations"] < 3000
+    assert (run / "checkpoint.pt").is_file()

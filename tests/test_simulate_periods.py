@@ -28,7 +28,7 @@ def sawtooth(n, period, decay, *, rise=5, noise=0.0, offset=17, seed=0, walk=0.0
 @pytest.mark.parametrize("period,decay,noise,rise", [
     (100, 3e-3, 0.0, 5),
     (100, 3e-3, 1e-3, 5),
-    (263, 1e-3, 2e-3, 10),   # REFERENCE.md: quadratic, eta*lam = 1e-3, jumps every ~263 steps
+    (263, 1e-3, 2e-3, 10),   # the quadratic toy at eta*lam = 1e-3 (docs/paper_setup.md, measured)
     (50, 1e-2, 5e-3, 3),
     (300, 2e-3, 1e-2, 20),
     (40, 5e-3, 0.0, 1),      # instantaneous jumps

@@ -260,7 +260,7 @@ def find_scale_invariant_params(model: torch.nn.Module, inputs: torch.Tensor, *,
     r"""Names of parameters whose individual rescaling leaves the model's output unchanged.
 
     Detects scale invariance by *testing*, not by parameter names (the authors' code selected by
-    name and missed the shortcut convolutions, see REFERENCE.md): for each parameter ``p`` and
+    name and missed the shortcut convolutions, see ``docs/paper_setup.md``): for each parameter ``p`` and
     each :math:`\alpha` in ``alphas``, the output with :math:`p \to \alpha p` (train-mode BN, float64,
     normalisation ``eps`` set to ``bn_eps``) must match the original to relative ``rtol``.
     A non-SI parameter changes the output by :math:`O(|\alpha - 1|)`, so the split is sharp.
