@@ -63,3 +63,27 @@ def test_progress_draws_only_when_enabled():
     quiet = io.StringIO()
     list(Progress(5, enabled=False, stream=quiet).iterate(range(5)))
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("value,expected", [("-1e-3", -1e-3), ("-2.5E+4", -2.5e4), ("-.5", -0.5), ("-3", -3.0),
+                                            ("-inf", float("-inf"))])
+def test_cli_parser_reads_negative_numbers_as_values(value, expected):
+    p = CliParser(prog="prog")
+    p.add_argument("--lam", type=float, nargs="+")
+    p.add_argument("--x", type=float)
+    assert p.parse_args(["--lam", "1", value]).lam == [1.0, expected]
+    assert p.parse_args(["--x", value]).x == expected
+    with pytest.raises(SystemExit):          # a real flag is still a flag
+        p.parse_args(["--lam", "-x"])
+
+
+def test_writable_dir_creates_or_fails_in_one_line(tmp_path, capsys):
+    from simulate.io import writable_dir
+    assert writable_dir("prog", tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []        # the probe file is gone
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        writable_dir("prog", tmp_path / "f" / "sub")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prog: error: cannot write to the output folder")
