@@ -196,7 +196,7 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
             raise ValueError(f"the run in {run_dir} has done {trainer.iteration} iterations already; a length of "
                              f"{trainer.total_iters} would shorten it (resume with more, or without --iters/--epochs)")
     if write:
-        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config)
+        run_dir = Path(run_dir)            # run_training made a new one when none was given
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", _describe(config, trainer, device, threads))
     else:

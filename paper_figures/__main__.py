@@ -17,7 +17,7 @@ def build_parser() -> CliParser:
     p = CliParser(prog=PROG, description="Regenerate the key figures of Lobacheva et al. (NeurIPS 2021).",
                   epilog=f"figures:\n{names}\n  all            every figure\n  report         every figure "
                          "and report.md with a predicted-vs-measured table\n\n"
-                         "--quick runs CPU-sized experiments (about 1 min in all on 2 cores). The full mode sizes the "
+                         "--quick runs CPU-sized experiments (measured 150 s in all on 2 cores). The full mode sizes the "
                          "network runs for a GPU: with $SIBN_DATA_DIR pointing at CIFAR-10, 750k ConvNet "
                          "iterations; without it, the digits at 16x16 (60k iterations, measured 25 min on 2 CPU "
                          "cores). Network runs are cached under OUT/net_runs and resumed if interrupted.",
