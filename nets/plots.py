@@ -7,11 +7,12 @@ against eta*lambda, measured and predicted (Sec. 4: frequency ~ linear in eta*la
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_run", "plot_sweep"]
+__all__ = ["plot_run", "plot_monitor", "plot_sweep"]
 
 
 def _pyplot():
@@ -21,6 +22,31 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _draw(panels, summary: dict, it) -> None:
+    """Draw ``(ax, x, y, label, scale)`` panels with destabilisations and a collapse marked."""
+    for ax, x, y, label, scale in panels:
+        y = np.asarray(y, dtype=float)
+        if scale == "log":
+            y = np.where(y > 0, y, np.nan)
+        ax.plot(x, y, lw=0.8, marker="." if len(x) < 200 else None)
+        ax.set_ylabel(label)
+        if scale == "log" and np.isfinite(y).any():
+            ax.set_yscale("log")
+        for e in summary.get("event_iterations", []):
+            ax.axvline(e, color="tab:red", lw=0.6, alpha=0.6)
+        if "collapse" in summary:
+            ax.axvspan(summary["collapse"]["iteration"], it[-1], color="0.85", zorder=0)
+        ax.grid(alpha=0.3)
+
+
+def _save(fig, path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
 
 
 def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
@@ -43,19 +69,7 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
                        "$\\tilde\\eta h = \\eta\\lambda_{\\max}$", "log"))
         axes[4].axhline(threshold, color="k", ls="--", lw=0.8, label=f"2(1+$\\mu$) = {threshold:g}")
         axes[4].legend(fontsize=8, loc="upper right")
-    for ax, x, y, label, scale in panels:
-        y = np.asarray(y, dtype=float)
-        if scale == "log":
-            y = np.where(y > 0, y, np.nan)
-        ax.plot(x, y, lw=0.8, marker="." if len(x) < 200 else None)
-        ax.set_ylabel(label)
-        if scale == "log" and np.isfinite(y).any():
-            ax.set_yscale("log")
-        for e in summary.get("event_iterations", []):
-            ax.axvline(e, color="tab:red", lw=0.6, alpha=0.6)
-        if "collapse" in summary:
-            ax.axvspan(summary["collapse"]["iteration"], it[-1], color="0.85", zorder=0)
-        ax.grid(alpha=0.3)
+    _draw(panels, summary, it)
     axes[-1].set_xlabel("iteration")
     head = title + "\n" if title else ""
     if summary.get("n_periods", 0) > 0:
@@ -66,11 +80,36 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
     if "collapse" in summary:
         head += f"; grey: dead network from iteration {summary['collapse']['iteration']} (zero SI gradient)"
     axes[0].set_title(head, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_monitor(path, steps: dict, series: dict, summary: dict, *, sharpness: dict | None = None) -> Path:
+    """The :class:`nets.SIMonitor` figure: train loss, SI norm, effective LR and angular update per
+    step over iterations, each measured (line) against the theory's equilibrium value for the
+    current hyper-parameters (dashed: ``series`` of :func:`nets.monitor_report.analyse_monitor`);
+    destabilisations marked; with ``sharpness`` a fifth panel :math:`\\eta\\lambda_{\\max}`."""
+    plt = _pyplot()
+    n = 4 if sharpness is None else 5
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
+    it = steps["iteration"]
+    periods = summary.get("periods", {})
+    panels = [(axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
+              (axes[1], it, steps["si_norm_equiv"], "SI norm $\\rho$", "log"),
+              (axes[2], it, steps["eff_lr"], "effective LR\n($\\eta/\\rho^2$ SGD, $\\eta/\\rho$ Adam)", "log"),
+              (axes[3], it, steps["angular_update"], "angular update (rad/step)", "log")]
+    if sharpness is not None:
+        panels.append((axes[4], sharpness["iteration"], sharpness["eff_lr_sharpness"],
+                       "$\\eta\\lambda_{\\max}$", "log"))
+    _draw(panels, periods, it)
+    for ax, key in ((axes[1], "eq_si_norm"), (axes[2], "eq_eff_lr"), (axes[3], "eq_angular_update")):
+        y = np.asarray(series[key], dtype=float)
+        if np.isfinite(y).any():
+            ax.plot(it, y, "k--", lw=0.8, label="equilibrium (theory)")
+            ax.legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("optimizer step")
+    reg = summary["regime"]
+    axes[0].set_title(textwrap.fill(f"regime: {reg['regime']} -- {reg['reason']}", 130), fontsize=8)
+    return _save(fig, path)
 
 
 def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
@@ -95,8 +134,4 @@ def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
     ax.set_title(title or "period frequency vs $\\eta\\lambda$", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -55,20 +55,23 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
     it = np.asarray(steps["iteration"])
     regular = it % k == 0                         # drop the extra final record: uniform spacing
     norm = np.asarray(steps["si_norm_equiv"])[regular]
-    loss = np.asarray(steps["train_loss"])[regular]
+    loss = np.asarray(steps["train_loss"], dtype=float)[regular]
     iters = it[regular]
-    rep = detect_periods(norm, loss=loss, step=k)
+    # the loss confirms jumps only where it was recorded throughout (SIMonitor without losses: NaN)
+    rep = detect_periods(norm, loss=loss if np.all(np.isfinite(loss)) else None, step=k)
     eta, lam, mu = float(config.lr), float(config.lam_si_equivalent), float(config.momentum)
+    optimizer = getattr(config, "optimizer", "sgd")
+    lam_pred = lam if optimizer == "sgd" else 0.0   # the formula times SGD's WD decay at small gradients
     ev = np.asarray(rep.events, dtype=int)
     per_period = []
     for a, b in zip(ev[:-1], ev[1:]):
         # decay phase of the period: from the top of its jump down to the next onset
         ratio = float(norm[a:b + 1].max() / norm[b])
         per_period.append({"start": int(iters[a]), "end": int(iters[b]), "length": int((b - a) * k),
-                           "decay_ratio": ratio, "predicted_length": _predict(eta, lam, ratio, mu)})
+                           "decay_ratio": ratio, "predicted_length": _predict(eta, lam_pred, ratio, mu)})
     ratios = [p["decay_ratio"] for p in per_period]
     ratio = float(np.median(ratios)) if ratios else float("nan")
-    predicted = _predict(eta, lam, ratio, mu)
+    predicted = _predict(eta, lam_pred, ratio, mu)
     pred_each = [p["predicted_length"] for p in per_period]
     pred_mean = float(np.mean(pred_each)) if pred_each else float("nan")
     mean = float(rep.mean_length)
@@ -86,7 +89,10 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
         "measured_frequency": _inv(mean), "predicted_frequency": _inv(pred_mean),
         "measured_over_predicted": mean / pred_mean if math.isfinite(pred_mean) else float("nan"),
     }
-    if lam <= 0:
+    if optimizer != "sgd":
+        summary["note"] = (f"{optimizer}: the period formula assumes SGD with WD, where small gradients leave "
+                           "the norm to decay as (1 - eta*lambda)^t; no prediction")
+    elif lam <= 0:
         summary["note"] = ("no WD on the SI group (WRS or wd_on excludes it): the norm does not "
                            "decay, so the period formula does not apply")
     return rep, summary
