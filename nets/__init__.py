@@ -6,6 +6,8 @@ periodic, and the period frequency follows the theory as eta and lambda change.
 
 Python API::
 
+    from nets import SIMonitor                       # the measurements in your own training loop
+    mon = SIMonitor(model, optimizer, example_batch=x[:8], out="runs/mine")   # mon.step(loss) ...
     from nets import TrainConfig, run_training, run_sweep, sweep_configs
     res = run_training(TrainConfig(iters=2000))      # writes runs/nets-digits-convnet-<time>/
     res.steps["si_norm"], res.evals["test_acc"], res.periods.mean_length, res.period_summary
@@ -14,7 +16,8 @@ Command line: ``python -m nets.train --help``, ``python -m nets.sweep --help``.
 
 Modules: config (TrainConfig), data (digits / CIFAR pickles / synthetic), augment (device-side
 batches), models (ConvNet, pre-activation ResNet-18), si (SI groups by testing), metrics,
-trainer (the loop), checkpoint, run (run_training / resume_training), report (periods vs
+monitor (SIMonitor: the measurements, in any loop; monitor_theory, monitor_regime, monitor_report),
+trainer (our loop, measured by SIMonitor), checkpoint, run (run_training / resume_training), report (periods vs
 theory), plots, train (CLI), sweep (LR sweep + CLI).
 """
 from .config import TrainConfig
@@ -32,8 +35,11 @@ def __getattr__(name):
     if name in ("run_sweep", "sweep_configs"):
         from . import sweep
         return getattr(sweep, name)
+    if name == "SIMonitor":           # nets.monitor is a ``python -m`` entry point too
+        from .monitor import SIMonitor
+        return SIMonitor
     raise AttributeError(f"module 'nets' has no attribute {name!r}")
 
 __all__ = ["TrainConfig", "DataError", "ImageData", "load_data", "ConvNet", "PreActResNet18",
            "build_model", "analyse_periods", "RunResult", "resume_training", "run_training",
-           "SIGroups", "find_si_groups", "run_sweep", "sweep_configs", "Trainer"]
+           "SIGroups", "find_si_groups", "run_sweep", "sweep_configs", "Trainer", "SIMonitor"]
