@@ -19,7 +19,7 @@ from theory.dynamics import angular_update, effective_grad_norm, effective_lr
 
 from .sharpness import SHARPNESS_COLUMNS
 
-__all__ = ["SIWatch", "evaluate", "Recorder", "StepProbe", "segment_angles", "STEP_COLUMNS", "EVAL_COLUMNS",
+__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "Recorder", "StepProbe", "segment_angles", "STEP_COLUMNS", "EVAL_COLUMNS",
            "LAYER_SERIES"]
 
 STEP_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_acc", "si_norm", "si_norm_equiv",
@@ -28,6 +28,10 @@ EVAL_COLUMNS = ("iteration", "epoch", "train_loss", "train_acc", "test_loss", "t
 # per-SI-tensor series of a recorded step (matrices n_records x n_tensors): norm before the step,
 # gradient norm, angle between the tensor before and after the step
 LAYER_SERIES = ("layer_norms", "layer_grad_norms", "layer_angular_updates")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the SI norm became NaN/inf (found at the next recorded step)."""
 
 
 class SIWatch:

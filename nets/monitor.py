@@ -35,20 +35,12 @@ from torch import nn
 
 from simulate.online import StreamingPeriodDetector
 
-from .metrics import Recorder, SIWatch, StepProbe
+from .metrics import Recorder, SIWatch, StepProbe, TrainingDiverged
 from .monitor_theory import Hyper, effective_lr, read_hyper
 from .sharpness import SharpnessProbe
-from .si import SIGroups, find_si_groups
+from .si import NoSIParameters, SIGroups, find_si_groups
 
 __all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters"]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the SI norm became NaN/inf (found at the next recorded step)."""
-
-
-class NoSIParameters(ValueError):
-    """The model has no scale-invariant parameters that the optimizer trains."""
 
 
 def _scalar(v, device) -> torch.Tensor:
@@ -139,7 +131,8 @@ class SIMonitor:
         self.decoupled_weight_decay = float(decoupled_weight_decay)
         self.steps_per_epoch, self.last_step, self.norm_scale = steps_per_epoch, last_step, norm_scale
         self.recorder = Recorder(len(self.names))
-        self.hyper_log: list[list[dict]] = []     # per record: the Hyper of each SI group (group order)
+        # (first record, [Hyper of each SI group]) whenever they change: the hyper-parameters of every record
+        self.hyper_log: list[tuple[int, list[Hyper]]] = []
         self.detector = StreamingPeriodDetector(self.log_every, every=detect_every)
         self.sharpness, self.sharpness_every = None, int(sharpness_every)
         if self.sharpness_every:
@@ -173,6 +166,17 @@ class SIMonitor:
     # ------------------------------------------------------------------ hooks
     def _is_record(self, t: int) -> bool:
         return t % self.log_every == 0 or t == self.last_step
+
+    def hyper_rows(self) -> list[list[Hyper]]:
+        """The Hyper of each SI group at every record (before the log began: its first entry)."""
+        n = len(self.recorder.steps)
+        if not self.hyper_log:
+            return [self.hypers()] * n
+        starts = [i for i, _ in self.hyper_log] + [n]
+        rows = [self.hyper_log[0][1]] * max(starts[0], 0)
+        for (i, hs), end in zip(self.hyper_log, starts[1:]):
+            rows += [hs] * (end - max(i, 0))
+        return rows[:n]
 
     def hypers(self) -> list[Hyper]:
         """The current :class:`nets.monitor_theory.Hyper` of each parameter group holding SI tensors."""
@@ -224,7 +228,8 @@ class SIMonitor:
             loss_acc=torch.stack([_scalar(loss, dev), _scalar(accuracy, dev)]), probe=probe,
             after=self.watch.flat(), norm_scale=1.0 if self.norm_scale is None else self.norm_scale(t),
             effective_lr_fn=None if h.kind in ("sgd", "other") else (lambda lr, rho: effective_lr(h, rho)))
-        self.hyper_log.append([h.to_dict() for h in hypers])
+        if not self.hyper_log or self.hyper_log[-1][1] != hypers:
+            self.hyper_log.append((len(self.recorder.steps) - 1, hypers))
         bad = ("loss", row[3]) if loss is not None and not _finite(row[3]) else (
             ("SI weight norm", row[5]) if not _finite(row[5]) else None)
         if bad is not None:
@@ -283,7 +288,8 @@ class SIMonitor:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Iteration count and hyper-parameter log (the recorder has its own state)."""
-        return {"iteration": self.iteration, "hyper_log": [list(map(dict, r)) for r in self.hyper_log]}
+        return {"iteration": self.iteration,
+                "hyper_log": [[i, [h.to_dict() for h in hs]] for i, hs in self.hyper_log]}
 
     def load_state_dict(self, state: dict, recorder_state: dict | None = None) -> None:
         """Continue from :meth:`state_dict` (and a :meth:`Recorder.state_dict`); the online
@@ -291,7 +297,7 @@ class SIMonitor:
         if recorder_state is not None:
             self.recorder.load_state_dict(recorder_state)
         self.iteration = int(state.get("iteration", self.iteration))
-        self.hyper_log = [list(map(dict, r)) for r in state.get("hyper_log", [])]
+        self.hyper_log = [(int(i), [Hyper(**d) for d in hs]) for i, hs in state.get("hyper_log", [])]
         every = self.detector.every
         self.detector = StreamingPeriodDetector(self.log_every, every=0)
         for row in self.recorder.steps:
@@ -304,3 +310,9 @@ class SIMonitor:
 
 def _finite(v: float) -> bool:
     return v == v and v not in (float("inf"), float("-inf"))
+
+
+if __name__ == "__main__":
+    from .monitor_demo import main
+
+    raise SystemExit(main())

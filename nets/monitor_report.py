@@ -47,12 +47,6 @@ def layer_columns(names: list[str], layers: dict) -> dict:
     return cols
 
 
-def _hyper_rows(mon, n: int) -> list[list[Hyper]]:
-    """Per record the Hyper of each SI group (records before the log existed: the first known)."""
-    rows = [[Hyper(**d) for d in r] for r in mon.hyper_log] or [mon.hypers()]
-    return [rows[0]] * (n - len(rows)) + rows[-n:] if n else []
-
-
 def _eq_angles(hyper_rows: list[list[Hyper]], n_groups: int) -> np.ndarray:
     """Delta theta* per record and SI group (``n x groups``), cached per distinct Hyper."""
     cache: dict = {}
@@ -98,7 +92,7 @@ def analyse_monitor(mon) -> dict:
     layers = mon.recorder.layer_arrays()
     it = steps["iteration"]
     n = it.size
-    hyper_rows = _hyper_rows(mon, n)
+    hyper_rows = mon.hyper_rows()
     current = hyper_rows[-1] if hyper_rows else mon.hypers()
     h0 = current[mon._group_of[0]]
     if mon.detector.stale or mon.detector.report is None:

@@ -50,7 +50,8 @@ def _save(fig, path) -> Path:
 
 
 def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
-             sharpness: dict | None = None, threshold: float = 2.0) -> Path:
+             sharpness: dict | None = None, threshold: float = 2.0,
+             eff_lr_label: str = "effective LR $\\eta/\\rho^2$") -> Path:
     """Four stacked panels over iterations (five with ``sharpness``: the measured
     :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked,
     a collapse (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
@@ -61,7 +62,7 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
     panels = [
         (axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
         (axes[1], it, steps["si_norm_equiv"], "SI weight norm $\\rho$", "linear"),
-        (axes[2], it, steps["eff_lr"], "effective LR $\\eta/\\rho^2$", "log"),
+        (axes[2], it, steps["eff_lr"], eff_lr_label, "log"),
         (axes[3], evals["iteration"], evals["test_acc"], "test accuracy", "linear"),
     ]
     if sharpness is not None:

@@ -159,6 +159,8 @@ def main(argv=None) -> int:
           f"({res.iters_per_s:.1f} it/s on {res.device}); SI group: {len(res.si_groups.si)} tensors "
           f"({len(res.si_groups.individual)} individually SI)")
     print(period_line(res.period_summary))
+    if res.monitor:
+        print(f"regime: {res.monitor['regime']['regime']} -- {res.monitor['regime']['reason']}")
     if "collapse" in res.period_summary:
         print(collapse_line(res.period_summary["collapse"]))
     if "stability" in res.period_summary:

@@ -26,9 +26,8 @@ from theory.equivalences import texp_schedule
 from .augment import EpochSampler
 from .config import TrainConfig
 from .data import ImageData
-from .metrics import evaluate
+from .metrics import TrainingDiverged, evaluate
 from .models import build_model
-from .monitor import SIMonitor, TrainingDiverged
 from .sharpness import fixed_batches
 from .si import SIGroups, find_si_groups
 
@@ -101,9 +100,11 @@ class Trainer:
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
         return cls(groups, lr=c.lr, betas=(c.beta1, c.beta2), **fast)
 
-    def _make_monitor(self) -> SIMonitor:
+    def _make_monitor(self):
         """The measurements: :class:`nets.SIMonitor` on our optimizer, recording every
         ``record_every`` steps and the last one, with the sharpness probe if asked for."""
+        from .monitor import SIMonitor     # imported here: nets.monitor is also a ``python -m`` entry point
+
         c = self.config
         batches = None
         if c.sharpness_every:

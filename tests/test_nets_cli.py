@@ -1,5 +1,6 @@
 """Command lines of nets/: end-to-end runs, one-line errors, signals + resume, the GPU sweep."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,8 +16,8 @@ from nets.data import write_fake_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--width", "2", "--batch-size", "32", "--threads", "1", "--quiet"]
-RUN_FILES = {"config.json", "metrics.csv", "evals.csv", "metrics.npz", "periods.json", "plot.png",
-             "checkpoint.pt"}
+RUN_FILES = {"config.json", "metrics.csv", "evals.csv", "metrics.npz", "periods.json", "plot.png", "layers.csv",
+             "equilibrium.png", "checkpoint.pt"}
 
 
 def _cli(module, *args, check=None, **kw):
@@ -48,7 +49,9 @@ def test_tiny_cli_run_writes_every_file(tmp_path):
             "norm:features.0.weight"} <= set(header)
     z = np.load(run / "metrics.npz")
     assert z["step_iteration"][-1] == 29 and z["layer_norms"].shape[1] == 4
-    assert "30 iterations" in p.stdout and "periods:" in p.stdout
+    assert "30 iterations" in p.stdout and "periods:" in p.stdout and "regime: " in p.stdout
+    rep = json.loads((run / "periods.json").read_text())
+    assert [r["name"] for r in rep["layers"]] == cfg["si_groups"]["si"] and rep["total"]["numel"] > 0
     assert not (run / "sharpness.csv").exists() and "sharpness:" not in p.stdout
 
 
@@ -176,5 +179,6 @@ def test_benchmark_runs_at_tiny_scale(tmp_path):
                        text=True, timeout=180)
     assert p.returncode == 0, p.stderr
     out = json.loads((tmp_path / "b.json").read_text())
-    assert out["speedup_vs_dataloader"] > 0 and set(out["images_per_s"]) >= {"ours", "dataloader"}
+    assert out["speedup_vs_dataloader"] > 0 and set(out["images_per_s"]) >= {"ours", "dataloader", "plain_monitor"}
     assert "speed-up vs DataLoader loop" in p.stdout and "recording overhead" in p.stdout
+    assert "SIMonitor in a plain loop" in p.stdout and math.isfinite(out["monitor_overhead"])

@@ -190,3 +190,19 @@ def test_online_detection_equals_the_offline_analysis_on_a_periodic_run():
     assert len(s["online_events"]) >= 3
     assert announced == s["online_events"] == s["periods"]["event_iterations"]
     assert s["regime"]["regime"] == "periodic"
+
+
+def test_state_round_trip_keeps_the_hyper_parameters_of_every_record():
+    model, x, y = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    mon = SIMonitor(model, opt, example_batch=x[:8], log_every=1, verbose=False)
+    for _ in range(7):
+        _train(model, opt, x, y, 1, mon)
+        sched.step()
+    lrs = [hs[0].lr for hs in mon.hyper_rows()]
+    assert lrs == [0.2] * 3 + [0.1] * 3 + [0.05] and len(mon.hyper_log) == 3     # stored when they change
+    twin = SIMonitor(model, opt, si_groups=mon.names, log_every=1, verbose=False)
+    twin.load_state_dict(mon.state_dict(), mon.recorder.state_dict())
+    assert twin.iteration == 7 and twin.hyper_rows() == mon.hyper_rows()
+    assert twin.detector.norm.tolist() == mon.detector.norm.tolist()
