@@ -104,9 +104,11 @@ def build_parser():
     p = CliParser(prog=PROG, description=(
         "SIMonitor from the command line. --demo trains a practical CIFAR ResNet-18 with a textbook loop "
         "(DataLoader, SGD momentum 0.9, weight decay 5e-4, cosine schedule; nothing from nets.Trainer) on a "
-        "subset of real CIFAR-10 and prints the per-layer table and the regime. With RUN_DIR: print the "
-        "table of a finished monitor run (its periods.json). In your own loop: from nets import SIMonitor."))
-    p.add_argument("run_dir", nargs="?", help="a folder written by SIMonitor.close()")
+        "subset of real CIFAR-10 and prints the per-layer table and the regime. With RUN_DIRs: print the "
+        "table of each finished run (SIMonitor.close() or nets.train), and with --figure draw them on shared "
+        "axes. In your own loop: from nets import SIMonitor."))
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders written by SIMonitor.close() or nets.train")
+    p.add_argument("--figure", default=None, help="with RUN_DIRs: write a comparison figure (PNG) there")
     p.add_argument("--demo", action="store_true", help="run the demonstration (CPU: a few minutes)")
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (python version)")
     p.add_argument("--subset", type=int, default=5000, help="first N training images (default %(default)s)")
@@ -122,10 +124,34 @@ def build_parser():
     return p
 
 
-def main(argv=None) -> int:
+def load_run(run_dir) -> dict:
+    """A finished run (SIMonitor.close() or nets.train): label, step table, equilibrium series,
+    destabilisations and its periods.json."""
     import json
-    import os
     from pathlib import Path
+
+    import numpy as np
+
+    from .monitor_report import EQ_COLUMNS
+
+    d = Path(run_dir)
+    for f in ("periods.json", "metrics.npz"):
+        if not (d / f).is_file():
+            raise FileNotFoundError(f"no {f} (not a folder written by SIMonitor.close() or nets.train)")
+    rep = json.loads((d / "periods.json").read_text())
+    if "layers" not in rep:
+        raise ValueError("periods.json has no per-layer table (written before SIMonitor existed)")
+    z = np.load(d / "metrics.npz")
+    steps = {k[5:]: z[k] for k in z.files if k.startswith("step_")}
+    periods = rep.get("periods", rep.get("summary", {}))
+    h = rep["optimizer"][0]
+    label = f"{h['optimizer']} lr={h['lr']:g} wd={h['wd']:g}" + (f" mu={h['momentum']:g}" if h["momentum"] else "")
+    return {"label": label, "steps": steps, "series": {k: z[k] for k in EQ_COLUMNS},
+            "events": periods.get("event_iterations", []), "periods": rep}
+
+
+def main(argv=None) -> int:
+    import os
 
     from simulate.io import cli_fail
 
@@ -133,16 +159,20 @@ def main(argv=None) -> int:
     from .monitor_regime import format_table
 
     args = build_parser().parse_args(argv)
-    if args.demo == (args.run_dir is not None):
-        cli_fail(PROG, "give either --demo or a RUN_DIR")
-    if args.run_dir is not None:
-        path = Path(args.run_dir) / "periods.json"
-        if not path.is_file():
-            cli_fail(PROG, f"no periods.json in {args.run_dir} (not a folder written by SIMonitor.close())")
-        s = json.loads(path.read_text())
-        if "layers" not in s:
-            cli_fail(PROG, f"{path} was not written by SIMonitor (no per-layer table)")
-        print(format_table(s["layers"] + [s["total"]], s["regime"]))
+    if args.demo == bool(args.run_dirs):
+        cli_fail(PROG, "give either --demo or RUN_DIRs")
+    if args.run_dirs:
+        runs = []
+        for d in args.run_dirs:
+            try:
+                runs.append(load_run(d))
+            except (FileNotFoundError, KeyError, ValueError) as exc:
+                cli_fail(PROG, f"{d}: {exc}")
+            s = runs[-1]["periods"]
+            print(f"{d} ({runs[-1]['label']}):\n{format_table(s['layers'] + [s['total']], s['regime'])}")
+        if args.figure:
+            from .plots import plot_compare
+            print(f"wrote {plot_compare(args.figure, runs)}")
         return 0
     for name in ("subset", "epochs", "width", "batch_size", "log_every"):
         if getattr(args, name) < 1:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_run", "plot_monitor", "plot_sweep"]
+__all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep"]
 
 
 def _pyplot():
@@ -110,6 +110,37 @@ def plot_monitor(path, steps: dict, series: dict, summary: dict, *, sharpness: d
     axes[-1].set_xlabel("optimizer step")
     reg = summary["regime"]
     axes[0].set_title(textwrap.fill(f"regime: {reg['regime']} -- {reg['reason']}", 130), fontsize=8)
+    return _save(fig, path)
+
+
+def plot_compare(path, runs: list[dict], title: str = "") -> Path:
+    """Several runs on shared axes: train loss, SI norm (equilibrium dashed), effective LR, and
+    the angular update over its equilibrium value (1 = at equilibrium). ``runs``: dicts with
+    ``label``, ``steps`` (step table), ``series`` (equilibrium series) and ``events``
+    (destabilisation iterations, marked with triangles on the norm)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    for k, run in enumerate(runs):
+        c = f"C{k}"
+        it, st, se = run["steps"]["iteration"], run["steps"], run["series"]
+        ratio = np.asarray(st["angular_update"], float) / np.asarray(se["eq_angular_update"], float)
+        for ax, y in zip(axes, (st["train_loss"], st["si_norm_equiv"], st["eff_lr"], ratio)):
+            y = np.asarray(y, dtype=float)
+            ax.plot(it, np.where(y > 0, y, np.nan), color=c, lw=0.8, label=run["label"] if ax is axes[0] else None)
+        axes[1].plot(it, se["eq_si_norm"], color=c, ls="--", lw=0.7)
+        ev = np.asarray(run["events"], dtype=int)
+        if ev.size:
+            axes[1].plot(ev, np.interp(ev, it, st["si_norm_equiv"]), "v", color=c, ms=5)
+    labels = ("train loss (batch)", "SI norm $\\rho$ (dashed: $\\rho^*$)",
+              "effective LR\n($\\eta/\\rho^2$ SGD, $\\eta/\\rho$ Adam)", "angular update / $\\Delta\\theta^*$")
+    for ax, label in zip(axes, labels):
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[3].axhline(1.0, color="k", lw=0.8, ls=":")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title(title or "SI weights under different optimizers (triangles: destabilisations)", fontsize=9)
+    axes[-1].set_xlabel("iteration")
     return _save(fig, path)
 
 

@@ -160,8 +160,11 @@ def period_line(summary: dict) -> str:
     if n == 0:
         return (f"periods: none complete ({len(summary['event_iterations'])} destabilisation(s) at "
                 f"iterations {summary['event_iterations']})")
-    return (f"periods: {n} complete, length {summary['mean_length']:.0f} +/- "
-            f"{summary['std_length']:.0f} it (frequency {summary['measured_frequency']:.3g}/it); "
+    head = (f"periods: {n} complete, length {summary['mean_length']:.0f} +/- "
+            f"{summary['std_length']:.0f} it (frequency {summary['measured_frequency']:.3g}/it); ")
+    if not math.isfinite(summary["predicted_mean_length"]):
+        return head + f"no prediction ({summary.get('note', 'no WD decay')}); destabilisations at {summary['event_iterations']}"
+    return (head +
             f"predicted {summary['predicted_mean_length']:.0f} it from the measured norm ratios "
             f"(median {summary['norm_ratio']:.3g}) at eta*lam = {summary['eta_lam']:.3g}; measured/predicted "
             f"{summary['measured_over_predicted']:.2f}; destabilisations at {summary['event_iterations']}")

@@ -182,3 +182,27 @@ def test_benchmark_runs_at_tiny_scale(tmp_path):
     assert out["speedup_vs_dataloader"] > 0 and set(out["images_per_s"]) >= {"ours", "dataloader", "plain_monitor"}
     assert "speed-up vs DataLoader loop" in p.stdout and "recording overhead" in p.stdout
     assert "SIMonitor in a plain loop" in p.stdout and math.isfinite(out["monitor_overhead"])
+
+
+def test_monitor_demo_and_run_tables_on_fake_cifar(tmp_path):
+    write_fake_cifar(tmp_path / "data", n_train=64, n_test=16)
+    out = tmp_path / "demo"
+    p = _cli("nets.monitor", "--demo", "--data-dir", tmp_path / "data", "--subset", "32", "--epochs", "2",
+             "--width", "2", "--batch-size", "16", "--log-every", "1", "--threads", "1", "--quiet", "--out", out,
+             check=0)
+    assert "regime: " in p.stdout and "layers.7.conv2.weight" in p.stdout and "total" in p.stdout
+    assert {"metrics.csv", "metrics.npz", "periods.json", "layers.csv", "plot.png"} <= {f.name for f in out.iterdir()}
+    rep = json.loads((out / "periods.json").read_text())
+    assert len(rep["si_groups"]["si"]) == 20 and rep["optimizer"][0]["momentum"] == 0.9   # every conv, by testing
+    train = _cli("nets.train", *TINY, "--iters", "12", "--out", tmp_path / "runs", check=0)
+    run = _only_run_dir(tmp_path / "runs")
+    p = _cli("nets.monitor", out, run, "--figure", tmp_path / "cmp.png", check=0)
+    assert p.stdout.count("regime: ") == 2 and (tmp_path / "cmp.png").stat().st_size > 0
+    assert "regime: " in train.stdout
+
+
+@pytest.mark.parametrize("args,needle", [([], "either --demo or RUN_DIRs"), (["--demo", "--epochs", "0"], "--epochs"),
+                                         (["--demo"], "cifar10 needs --data-dir"), (["/nowhere"], "no periods.json")])
+def test_monitor_cli_errors_are_one_line(args, needle):
+    p = _cli("nets.monitor", *args, check=2)
+    assert needle in p.stderr and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr

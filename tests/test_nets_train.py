@@ -225,3 +225,24 @@ def test_trainer_records_what_the_loop_before_the_monitor_recorded():
             tol = dict(rel=1e-3, abs=1e-6) if col == "angular_update" else dict(rel=1e-5)
             assert x == pytest.approx(y, **tol), col
     np.testing.assert_allclose(tr.recorder.layer_norms, layers, rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_adam_runs_record_their_effective_lr_and_make_no_sgd_period_prediction(optimizer):
+    from nets.report import analyse_periods, period_line
+
+    cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=6, optimizer=optimizer, lr=0.01, wd=0.1, beta1=0.8)
+    tr = Trainer(cfg, make_synthetic())
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    assert type(tr.optimizer) is cls and tr.optimizer.param_groups[0]["betas"] == (0.8, 0.999)
+    tr.run()
+    steps = tr.recorder.arrays()[0]
+    np.testing.assert_allclose(steps["eff_lr"], 0.01 / steps["si_norm"], rtol=1e-6)     # eta/rho for Adam
+    hyper = tr.monitor.hypers()[0]
+    assert (hyper.kind, hyper.decoupled, hyper.wd) == (optimizer, optimizer == "adamw", 0.1)
+    t = np.arange(400)
+    fake = {"iteration": t * cfg.record_every, "si_norm_equiv": 20 * 0.98 ** (t % 100),   # a sawtooth
+            "train_loss": np.where(t % 100 == 0, 1.0, 1e-3)}
+    rep, summary = analyse_periods(fake, cfg)
+    assert summary["n_periods"] == 2 and math.isnan(summary["predicted_mean_length"]) and optimizer in summary["note"]
+    assert "no prediction" in period_line(summary)
