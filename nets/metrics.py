@@ -19,8 +19,8 @@ from theory.dynamics import angular_update, effective_grad_norm, effective_lr
 
 from .sharpness import SHARPNESS_COLUMNS
 
-__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "Recorder", "StepProbe", "segment_angles", "STEP_COLUMNS", "EVAL_COLUMNS",
-           "LAYER_SERIES"]
+__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "Recorder", "StepProbe", "segment_angles", "STEP_COLUMNS",
+           "EVAL_COLUMNS", "LAYER_SERIES"]
 
 STEP_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_acc", "si_norm", "si_norm_equiv",
                 "grad_norm", "eff_lr", "eff_grad_norm", "angular_update")

@@ -54,7 +54,7 @@ class ResNet18(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-def run_demo(data_dir, *, out="runs/monitor-demo", subset: int = 5000, epochs: int = 4, width: int = 16,
+def run_demo(data_dir, *, out="runs/monitor-demo", subset: int = 2560, epochs: int = 4, width: int = 16,
              batch_size: int = 128, lr: float = 0.1, log_every: int = 10, seed: int = 0, quiet: bool = False) -> dict:
     """Train the ResNet-18 on the first ``subset`` CIFAR-10 training images; return the summary."""
     from simulate.io import Progress
@@ -111,7 +111,7 @@ def build_parser():
     p.add_argument("--figure", default=None, help="with RUN_DIRs: write a comparison figure (PNG) there")
     p.add_argument("--demo", action="store_true", help="run the demonstration (CPU: a few minutes)")
     p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ (python version)")
-    p.add_argument("--subset", type=int, default=5000, help="first N training images (default %(default)s)")
+    p.add_argument("--subset", type=int, default=2560, help="first N training images (default %(default)s)")
     p.add_argument("--epochs", type=int, default=4, help="default %(default)s")
     p.add_argument("--width", type=int, default=16, help="ResNet-18 base width (64 is the usual; default %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="default %(default)s")
@@ -145,7 +145,8 @@ def load_run(run_dir) -> dict:
     steps = {k[5:]: z[k] for k in z.files if k.startswith("step_")}
     periods = rep.get("periods", rep.get("summary", {}))
     h = rep["optimizer"][0]
-    label = f"{h['optimizer']} lr={h['lr']:g} wd={h['wd']:g}" + (f" mu={h['momentum']:g}" if h["momentum"] else "")
+    mom = ("mu" if h["kind"] == "sgd" else "beta1") + f"={h['momentum']:g}"
+    label = f"{h['optimizer']} lr={h['lr']:g} wd={h['wd']:g} {mom} (lr*wd={h['lr'] * h['wd']:.2g})"
     return {"label": label, "steps": steps, "series": {k: z[k] for k in EQ_COLUMNS},
             "events": periods.get("event_iterations", []), "periods": rep}
 

@@ -12,12 +12,14 @@ Rules (applied in this order; every answer comes with its evidence):
 4. **at equilibrium** / **approaching equilibrium** -- over the *window* (the last fifth of the
    records, at least 5, and only records after the last destabilisation) the RMS angular update
    per step is compared with the theory's :math:`\Delta\theta^*` for the hyper-parameters of each
-   record (:mod:`nets.monitor_theory`). Within a factor ``tolerance`` (1.3) of it: at
-   equilibrium. Slower: the norm is above its equilibrium and WD is still shrinking it; faster:
-   the norm is below it and the gradient steps are pushing it out. :math:`\Delta\theta^*` does not
-   depend on the gradient (Wan et al., 2021; Kosson et al., 2024), so it is the most robust
-   indicator; :math:`\rho` vs :math:`\rho^*` and the elapsed :math:`\sum_t\eta_t\lambda`
-   (equilibrium takes a few units of it, Lobacheva et al., Sec. 2) are shown as evidence.
+   record (:mod:`nets.monitor_theory`), and the norm must be stationary: its *drift*
+   :math:`\Delta\ln\rho / \sum_t \eta_t\lambda` over the window (0 at equilibrium, -1 when WD
+   alone shrinks it) within +-0.5. Angle within a factor ``tolerance`` (1.3) and a stationary
+   norm: at equilibrium. Slower: the norm is above its equilibrium and WD is still shrinking it;
+   faster: the norm is below it and the gradient steps are pushing it out. :math:`\Delta\theta^*`
+   does not depend on the gradient (Wan et al., 2021; Kosson et al., 2024), which makes it the
+   robust indicator; the elapsed :math:`\sum_t\eta_t\lambda` (equilibrium takes a few units of
+   it, Lobacheva et al., Sec. 2) is shown as evidence.
 
 The same ratio test gives each individually SI tensor a state (``equilibrium``, ``slower``,
 ``faster``); tensors that are SI only jointly (:mod:`nets.si`) have no per-tensor theory.
@@ -63,8 +65,8 @@ def ratio_state(ratio: float, tolerance: float = TOLERANCE) -> str:
     return "faster" if ratio > tolerance else "equilibrium"
 
 
-def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None = None, *, wd_time: float,
-                    theory_note: str = "", tolerance: float = TOLERANCE) -> dict:
+def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None = None, *, eta_lam, end: int,
+                    theory_note: str = "", tolerance: float = TOLERANCE, max_drift: float = 0.5) -> dict:
     """The regime of a run (module docstring).
 
     Parameters
@@ -77,8 +79,10 @@ def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None =
         Destabilisation onsets (iterations).
     period_summary : dict, optional
         :func:`nets.report.analyse_run`'s summary (periods measured vs predicted), as evidence.
-    wd_time : float
-        :math:`\\sum_t \\eta_t\\lambda` over the run so far.
+    eta_lam : array
+        :math:`\\eta\\lambda` at each record (each record stands for the iterations up to the next).
+    end : int
+        Iterations done (the last record covers those after it).
     theory_note : str
         Why no equilibrium formula applies, if none does.
 
@@ -88,6 +92,8 @@ def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None =
         ``regime`` (one of :data:`REGIMES`), ``reason`` (one sentence) and ``evidence``.
     """
     it = np.asarray(steps["iteration"])
+    wd_steps = np.asarray(eta_lam, dtype=float) * np.diff(np.r_[it, max(end, it[-1] + 1 if it.size else 0)])
+    wd_time = float(np.sum(wd_steps))
     ev = {"records": int(it.size), "destabilisations": [int(e) for e in events], "wd_time": wd_time}
     if it.size == 0:
         return {"regime": "approaching equilibrium", "reason": "nothing recorded yet", "evidence": ev}
@@ -117,16 +123,27 @@ def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None =
     if not math.isfinite(expected):
         return {"regime": "no equilibrium", "evidence": ev, "reason": theory_note or "no equilibrium formula"}
     ratio = measured / expected
-    ev["ratio"] = ratio
+    idx = np.flatnonzero(window)
+    log_rho = np.log(np.asarray(steps["si_norm_equiv"], dtype=float)[idx[[0, -1]]])
+    wd_window = float(np.sum(wd_steps[idx[:-1]]))
+    drift = (log_rho[1] - log_rho[0]) / wd_window if wd_window > 0 else float("nan")
+    ev.update({"ratio": ratio, "norm_drift": drift})
     state = ratio_state(ratio, tolerance)
+    if state == "equilibrium" and not abs(drift) <= max_drift:
+        return {"regime": "approaching equilibrium", "evidence": ev,
+                "reason": f"angular update {measured:.3g} rad/step = {ratio:.2f} x the equilibrium {expected:.3g}, "
+                          f"but the norm is not stationary: ln(rho) changed by {log_rho[1] - log_rho[0]:+.2g} over "
+                          f"the last {idx.size} records, where eta*lambda adds up to {wd_window:.2g}; "
+                          f"sum(eta*lambda) = {wd_time:.2g} so far (equilibrium takes a few units)"}
     if state == "equilibrium":
         return {"regime": "at equilibrium", "evidence": ev,
                 "reason": f"angular update {measured:.3g} rad/step = {ratio:.2f} x the equilibrium {expected:.3g} "
-                          f"over the last {int(window.sum())} records"}
+                          f"and a stationary norm (drift {drift:+.2f}) over the last {idx.size} records"}
     side = ("slower: the norm is above equilibrium and WD still shrinks it" if state == "slower" else
             "faster: the norm is below equilibrium and the steps push it out")
     return {"regime": "approaching equilibrium", "evidence": ev,
-            "reason": f"angular update {measured:.3g} rad/step = {ratio:.2f} x the equilibrium {expected:.3g} ({side}); "
+            "reason": f"angular update {measured:.3g} rad/step = {ratio:.2f} x the equilibrium {expected:.3g} "
+                      f"({side}); "
                       f"sum(eta*lambda) = {wd_time:.2g} so far (equilibrium takes a few units)"}
 
 

@@ -8,7 +8,7 @@ period-length prediction of :func:`nets.report.analyse_run`, the same analysis a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,54 +74,60 @@ def _run_info(h: Hyper, lrs: np.ndarray, k: int) -> MonitorRunInfo:
                           record_every=k, optimizer=kind)
 
 
-def _row(name, si, numel, h: Hyper, norm, grad, angle, eq_angle_rms, individual=True) -> dict:
-    g, a = rms(grad), rms(angle)
+def _row(name, si, numel, h: Hyper, norm, grad, angle, eq_angle, individual=True) -> dict:
+    """One table row from window series: RMS of the norm, effective gradient norm, angular update
+    and of Delta theta* per record; rho*, eff_lr* for ``h`` (its LR: the window's RMS LR)."""
+    rho, g, a, eq_a = rms(norm), rms(grad), rms(angle), rms(eq_angle)
     eq, note = equilibrium(h, g, numel) if individual else ({"norm": NAN, "eff_lr": NAN}, "SI only jointly")
-    ratio = a / eq_angle_rms if individual and eq_angle_rms > 0 else NAN
-    return {"name": name, "si": si, "numel": int(numel), "lr": h.lr, "wd": h.wd, "norm": norm,
-            "eq_norm": eq["norm"], "eff_lr": effective_lr(h, norm), "eq_eff_lr": eq["eff_lr"],
-            "eff_grad_norm": g, "angular_update": a,
-            "eq_angular_update": eq_angle_rms if individual else NAN, "ratio": ratio,
-            "state": ratio_state(ratio) if individual else "joint", "note": note}
+    ratio = a / eq_a if individual and eq_a > 0 else NAN
+    return {"name": name, "si": si, "numel": int(numel), "lr": h.lr, "wd": h.wd, "norm": rho,
+            "eq_norm": eq["norm"], "eff_lr": effective_lr(h, rho), "eq_eff_lr": eq["eff_lr"],
+            "eff_grad_norm": g, "angular_update": a, "eq_angular_update": eq_a if individual else NAN,
+            "ratio": ratio, "state": ratio_state(ratio) if individual else "joint", "note": note}
 
 
 def analyse_monitor(mon) -> dict:
-    """Summary of an :class:`nets.SIMonitor`: SI groups, hyper-parameters, periods, regime,
-    per-tensor rows and the total row (window statistics), and the per-record equilibrium series."""
+    """Summary of an :class:`nets.SIMonitor`: SI groups, hyper-parameters, periods, regime, the
+    per-tensor rows and the total row, and the per-record equilibrium series.
+
+    The rows are statistics over the analysis window (:func:`nets.monitor_regime.analysis_window`):
+    RMS of each measured series and of :math:`\Delta\theta^*` per record, and :math:`\rho^*`,
+    :math:`\tilde\eta^*` for the window's RMS LR (with a constant LR: the current values)."""
     steps, _, _ = mon.recorder.arrays()
     layers = mon.recorder.layer_arrays()
     it = steps["iteration"]
     n = it.size
     hyper_rows = mon.hyper_rows()
     current = hyper_rows[-1] if hyper_rows else mon.hypers()
-    h0 = current[mon._group_of[0]]
+    first = mon._group_of[0]
+    h0 = current[first]
     if mon.detector.stale or mon.detector.report is None:
         mon.detector.update()
-    lrs = np.array([r[mon._group_of[0]].lr for r in hyper_rows])
-    _, periods = analyse_run(steps, _run_info(h0, lrs, mon.log_every))
+    lrs = np.array([[h.lr for h in r] for r in hyper_rows]).reshape(n, len(current))
+    _, periods = analyse_run(steps, _run_info(h0, lrs[:, first], mon.log_every))
     events = list(periods.get("event_iterations", []))
-    eq_angle = _eq_angles(hyper_rows, len(mon.si_group_indices))
+    eq_angle = _eq_angles(hyper_rows, len(current))
     window = analysis_window(it, events)
+    at_window = [replace(h, lr=rms(lrs[window, g])) if window.any() else h for g, h in enumerate(current)]
     uniform = len({(h.kind, h.lr, h.wd, h.momentum, h.nesterov, h.decoupled) for h in current}) == 1
     numel = sum(mon.watch.sizes)
     rows = []
     for j, name in enumerate(mon.names):
         g = mon._group_of[j]
         ind = name in mon.groups.individual
-        rows.append(_row(name, "individual" if ind else "joint", mon.watch.sizes[j], current[g],
-                         layers["layer_norms"][-1, j] if n else NAN,
+        rows.append(_row(name, "individual" if ind else "joint", mon.watch.sizes[j], at_window[g],
+                         layers["layer_norms"][window, j],
                          (layers["layer_norms"][:, j] * layers["layer_grad_norms"][:, j])[window],
-                         layers["layer_angular_updates"][window, j], rms(eq_angle[window, g]), ind))
-    total_angle = eq_angle[:, mon._group_of[0]] if uniform else np.full(n, NAN)
-    total = _row("total", "group", numel, h0, float(steps["si_norm"][-1]) if n else NAN,
-                 steps["eff_grad_norm"][window], steps["angular_update"][window], rms(total_angle[window]), uniform)
+                         layers["layer_angular_updates"][window, j], eq_angle[window, g], ind))
+    total_angle = eq_angle[:, first] if uniform else np.full(n, NAN)
+    total = _row("total", "group", numel, at_window[first], steps["si_norm"][window], steps["eff_grad_norm"][window],
+                 steps["angular_update"][window], total_angle[window], uniform)
     _, note = equilibrium(h0, total["eff_grad_norm"], numel)
     if not uniform:
         note = "SI tensors in parameter groups with different hyper-parameters: see the per-tensor rows"
-    first = mon._group_of[0]
     eta_lam = np.array([r[first].lr * r[first].wd for r in hyper_rows])
-    wd_time = float(np.sum(eta_lam * np.diff(np.r_[it, mon.iteration]))) if n else 0.0
-    regime = classify_regime(steps, total_angle, events, periods, wd_time=wd_time, theory_note=note)
+    regime = classify_regime(steps, total_angle, events, periods, eta_lam=eta_lam, end=mon.iteration,
+                             theory_note=note)
     g_series = _trailing_rms(steps["eff_grad_norm"])
     eq_norm = np.array([equilibrium(hs[first], g, numel)[0]["norm"] if uniform else NAN
                         for hs, g in zip(hyper_rows, g_series)])

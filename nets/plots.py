@@ -138,7 +138,7 @@ def plot_compare(path, runs: list[dict], title: str = "") -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[3].axhline(1.0, color="k", lw=0.8, ls=":")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7, loc="lower left", ncol=2)
     axes[0].set_title(title or "SI weights under different optimizers (triangles: destabilisations)", fontsize=9)
     axes[-1].set_xlabel("iteration")
     return _save(fig, path)

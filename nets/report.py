@@ -163,7 +163,8 @@ def period_line(summary: dict) -> str:
     head = (f"periods: {n} complete, length {summary['mean_length']:.0f} +/- "
             f"{summary['std_length']:.0f} it (frequency {summary['measured_frequency']:.3g}/it); ")
     if not math.isfinite(summary["predicted_mean_length"]):
-        return head + f"no prediction ({summary.get('note', 'no WD decay')}); destabilisations at {summary['event_iterations']}"
+        return head + (f"no prediction ({summary.get('note', 'no WD decay')}); destabilisations at "
+                       f"{summary['event_iterations']}")
     return (head +
             f"predicted {summary['predicted_mean_length']:.0f} it from the measured norm ratios "
             f"(median {summary['norm_ratio']:.3g}) at eta*lam = {summary['eta_lam']:.3g}; measured/predicted "

@@ -133,10 +133,10 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
               **{f"eval_{k}": v for k, v in result.evals.items()},
               **{f"sharpness_{k}": v for k, v in sharp.items()}, **result.layers, **series,
               si_names=np.array(result.si_groups.si))
+    extra = {k: mon[k] for k in ("regime", "optimizer", "layers", "total") if k in mon}
     write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
                                           "completed": result.completed, "diverged": result.diverged,
-                                          "iterations": result.iterations,
-                                          **{k: mon[k] for k in ("regime", "optimizer", "layers", "total") if k in mon}})
+                                          "iterations": result.iterations, **extra})
     if mon:
         table = mon["layers"] + [mon["total"]]
         write_csv(run_dir / "layers.csv", {k: [r[k] for r in table] for k in table[0]})

@@ -65,7 +65,8 @@ def test_metrics_equal_an_explicit_float64_computation(kind):
         mon.step(loss)
         rho = math.sqrt(sum(float(b @ b) for b in before))
         lr = lr0 * 0.5 ** (t // 2)                              # the schedule, by hand
-        expect.append({"lr": lr, "loss": float(loss.detach()), "rho": rho, "layer_rho": [float(b.norm()) for b in before],
+        expect.append({"lr": lr, "loss": float(loss.detach()), "rho": rho,
+                       "layer_rho": [float(b.norm()) for b in before],
                        "layer_g": [float(g.norm()) for g in grads],
                        "g": math.sqrt(sum(float(g @ g) for g in grads)),
                        "angle": _angle(torch.cat(before), torch.cat(after)),

@@ -7,6 +7,11 @@ import pytest
 from nets.monitor_regime import analysis_window, classify_regime, format_table, ratio_state, rms
 
 EQ = 0.01
+EL = np.full(100, 0.01)          # eta*lambda per record; records every 10 iterations
+
+
+def _classify(steps, events=(), summary=None, eq=EQ, **kw):
+    return classify_regime(steps, np.full(100, eq), list(events), summary, **{"eta_lam": EL, "end": 1000, **kw})
 
 
 def _steps(angle, n=100, grad=1.0):
@@ -20,33 +25,41 @@ def _steps(angle, n=100, grad=1.0):
                                                 (0.5, "approaching equilibrium", "slower"),
                                                 (2.0, "approaching equilibrium", "faster")])
 def test_angular_update_against_its_equilibrium_value(factor, regime, side):
-    r = classify_regime(_steps(factor * EQ), np.full(100, EQ), [], wd_time=3.0)
+    r = _classify(_steps(factor * EQ))
     assert r["regime"] == regime and r["evidence"]["ratio"] == pytest.approx(factor)
     assert side is None or side in r["reason"]
 
 
+def test_a_norm_still_shrinking_under_wd_is_not_at_equilibrium():
+    steps = _steps(EQ)
+    steps["si_norm_equiv"] = 5 * np.exp(-0.01 * steps["iteration"])      # drift -1: WD alone
+    r = _classify(steps)
+    assert r["regime"] == "approaching equilibrium" and "not stationary" in r["reason"]
+    assert r["evidence"]["norm_drift"] == pytest.approx(-1.0) and r["evidence"]["wd_time"] == pytest.approx(10.0)
+
+
 def test_only_the_window_counts():
     angle = np.r_[np.full(80, 0.2 * EQ), np.full(20, EQ)]      # slow at first, at equilibrium at the end
-    assert classify_regime(_steps(angle), np.full(100, EQ), [], wd_time=3.0)["regime"] == "at equilibrium"
+    assert _classify(_steps(angle))["regime"] == "at equilibrium"
     angle = np.r_[np.full(80, EQ), np.full(20, 0.2 * EQ)]
-    assert classify_regime(_steps(angle), np.full(100, EQ), [], wd_time=3.0)["regime"] == "approaching equilibrium"
+    assert _classify(_steps(angle))["regime"] == "approaching equilibrium"
 
 
 def test_periodic_while_destabilisations_are_recent_then_the_window_after_them():
     steps = _steps(EQ)
-    r = classify_regime(steps, np.full(100, EQ), [200, 400, 600, 800], {"predicted_mean_length": 190.0}, wd_time=3)
+    r = _classify(steps, [200, 400, 600, 800], {"predicted_mean_length": 190.0})
     assert r["regime"] == "periodic" and "4 destabilisations" in r["reason"] and "predicted 190" in r["reason"]
-    r = classify_regime(steps, np.full(100, EQ), [100, 150, 200], wd_time=3)    # long ago: settled since
+    r = _classify(steps, [100, 150, 200])    # long ago: settled since
     assert r["regime"] == "at equilibrium" and r["evidence"]["periodic_until"] == 200
-    one = classify_regime(steps, np.full(100, EQ), [900], wd_time=3)            # one jump is no period
+    one = _classify(steps, [900])            # one jump is no period
     assert one["regime"] == "at equilibrium" and one["evidence"]["window_from"] == 910
 
 
 def test_collapse_and_no_equilibrium():
     grad = np.r_[np.ones(60), np.zeros(40)]
-    r = classify_regime(_steps(EQ, grad=grad), np.full(100, EQ), [], wd_time=3)
+    r = _classify(_steps(EQ, grad=grad))
     assert r["regime"] == "collapsed" and r["evidence"]["collapse"]["iteration"] == 600
-    r = classify_regime(_steps(EQ), np.full(100, np.nan), [], wd_time=0, theory_note="no weight decay")
+    r = _classify(_steps(EQ), eq=np.nan, eta_lam=EL * 0, theory_note="no weight decay")
     assert r["regime"] == "no equilibrium" and r["reason"] == "no weight decay"
 
 
