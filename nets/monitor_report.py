@@ -91,8 +91,8 @@ def analyse_monitor(mon) -> dict:
     per-tensor rows and the total row, and the per-record equilibrium series.
 
     The rows are statistics over the analysis window (:func:`nets.monitor_regime.analysis_window`):
-    RMS of each measured series and of :math:`\Delta\theta^*` per record, and :math:`\rho^*`,
-    :math:`\tilde\eta^*` for the window's RMS LR (with a constant LR: the current values)."""
+    RMS of each measured series and of :math:`\\Delta\\theta^*` per record, and :math:`\\rho^*`,
+    :math:`\\tilde\\eta^*` for the window's RMS LR (with a constant LR: the current values)."""
     steps, _, _ = mon.recorder.arrays()
     layers = mon.recorder.layer_arrays()
     it = steps["iteration"]
