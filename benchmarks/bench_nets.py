@@ -19,7 +19,11 @@ is kept: on a machine shared with other jobs that is the estimate least disturbe
   ``Normalize``), ``DataLoader(shuffle=True, drop_last=True)`` re-iterated every epoch, the
   batch copied to the device, ``loss.item()`` logged every step, default SGD;
 * **TensorDataset loop** -- the same loop over pre-normalised tensors (the cheapest DataLoader
-  variant), reported for reference.
+  variant), reported for reference;
+* **plain loop with / without SIMonitor** -- the cost of :class:`nets.SIMonitor` in a user's own
+  loop (batches sliced from pre-normalised tensors, default SGD, ``mon.step(loss)`` after each
+  step, online detection ``"auto"``): ``monitor_overhead`` from the loop monitored at every step
+  vs not at all, divided by ``--record-every`` (as for ours), and the direct comparison.
 """
 from __future__ import annotations
 
@@ -116,6 +120,37 @@ class DataLoaderLoop:
             self.running += loss.item()
 
 
+class PlainLoop:
+    """A user's loop: pre-normalised tensors sliced in order, SGD, optionally SIMonitor."""
+
+    def __init__(self, cfg, data, device, log_every: int | None):
+        from nets import SIMonitor
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, mode=cfg.mode, width=cfg.width, num_classes=data.num_classes,
+                                 in_channels=data.channels, input_size=data.image_size).to(device).train()
+        self.opt = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
+                                   weight_decay=cfg.wd, momentum=cfg.momentum)
+        scale, shift = data.normaliser()
+        self.x, self.y = (data.x_train * scale + shift).to(device), data.y_train.to(device)
+        self.bs, self.pos = cfg.batch_size, 0
+        self.mon = None if log_every is None else SIMonitor(
+            self.model, self.opt, example_batch=self.x[:8], log_every=log_every, verbose=False)
+
+    def run(self, n):
+        for _ in range(n):
+            if self.pos + self.bs > self.x.shape[0]:
+                self.pos = 0
+            x, y = self.x[self.pos:self.pos + self.bs], self.y[self.pos:self.pos + self.bs]
+            self.pos += self.bs
+            loss = F.cross_entropy(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            if self.mon is not None:
+                self.mon.step(loss)
+
+
 def measure(loops: dict, block: int, rounds: int, warmup: int, device) -> dict:
     """Seconds per block of ``block`` iterations for each loop, interleaved over ``rounds``."""
     for loop in loops.values():
@@ -164,6 +199,8 @@ def main(argv=None):
              "dataloader": DataLoaderLoop(cfg, data, device, per_image=True)}
     if not a.augment:   # a TensorDataset has no per-image transforms, hence no augmentation
         loops["tensordataset"] = DataLoaderLoop(cfg, data, device, per_image=False)
+    loops.update({"plain": PlainLoop(cfg, data, device, None), "plain_monitor": PlainLoop(cfg, data, device, k),
+                  "plain_monitor_every_step": PlainLoop(cfg, data, device, 1)})
     times = measure(loops, a.block, a.rounds, a.warmup, device)
     best = {name: min(t) for name, t in times.items()}          # least disturbed by neighbours
     ips = {name: a.block * a.batch_size / t for name, t in best.items()}
@@ -176,7 +213,9 @@ def main(argv=None):
            "speedup_vs_tensordataset": ips["ours"] / ips["tensordataset"] if "tensordataset" in ips else None,
            "speedup_nchw_vs_dataloader": ips["ours_nchw"] / ips["dataloader"],
            "recording_overhead": per_record / (k * best["ours_no_recording"]),
-           "recording_overhead_direct": best["ours"] / best["ours_no_recording"] - 1}
+           "recording_overhead_direct": best["ours"] / best["ours_no_recording"] - 1,
+           "monitor_overhead": (best["plain_monitor_every_step"] - best["plain"]) / (k * best["plain"]),
+           "monitor_overhead_direct": best["plain_monitor"] / best["plain"] - 1}
     print(f"device {device} ({out['threads']} threads), {a.dataset} {data.image_size}x{data.image_size}, "
           f"ConvNet width {a.width}, batch {a.batch_size}, augment {a.augment}; best of {a.rounds} "
           f"interleaved blocks of {a.block} iterations")
@@ -188,6 +227,8 @@ def main(argv=None):
           + f"; without channels-last: {out['speedup_nchw_vs_dataloader']:.2f}x")
     print(f"recording overhead at every {k} steps: {100 * out['recording_overhead']:.1f}% of step time "
           f"(from recording every step; direct comparison: {100 * out['recording_overhead_direct']:.1f}%)")
+    print(f"SIMonitor in a plain loop at every {k} steps: {100 * out['monitor_overhead']:.1f}% of step time "
+          f"(from monitoring every step; direct comparison: {100 * out['monitor_overhead_direct']:.1f}%)")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -6,6 +6,8 @@ periodic, and the period frequency follows the theory as eta and lambda change.
 
 Python API::
 
+    from nets import SIMonitor                       # the measurements in your own training loop
+    mon = SIMonitor(model, optimizer, example_batch=x[:8], out="runs/mine")   # mon.step(loss) ...
     from nets import TrainConfig, run_training, run_sweep, sweep_configs
     res = run_training(TrainConfig(iters=2000))      # writes runs/nets-digits-convnet-<time>/
     res.steps["si_norm"], res.evals["test_acc"], res.periods.mean_length, res.period_summary
@@ -14,7 +16,8 @@ Command line: ``python -m nets.train --help``, ``python -m nets.sweep --help``.
 
 Modules: config (TrainConfig), data (digits / CIFAR pickles / synthetic), augment (device-side
 batches), models (ConvNet, pre-activation ResNet-18), si (SI groups by testing), metrics,
-trainer (the loop), checkpoint, run (run_training / resume_training), report (periods vs
+monitor (SIMonitor: the measurements, in any loop; monitor_theory, monitor_regime, monitor_report),
+trainer (our loop, measured by SIMonitor), checkpoint, run (run_training / resume_training), report (periods vs
 theory), plots, train (CLI), sweep (LR sweep + CLI).
 """
 import importlib
@@ -27,7 +30,7 @@ _EXPORTS = {"TrainConfig": "config", "DataError": "data", "ImageData": "data", "
             "run_training": "run", "SIGroups": "si", "find_si_groups": "si", "Trainer": "trainer",
             # nets.sweep is also a ``python -m`` entry point: imported lazily so that running it
             # does not find it already imported (runpy's double-import warning)
-            "run_sweep": "sweep", "sweep_configs": "sweep"}
+            "run_sweep": "sweep", "sweep_configs": "sweep", "SIMonitor": "monitor"}
 
 
 def __getattr__(name):

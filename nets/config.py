@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["TrainConfig", "MODELS", "MODES", "DATASETS", "WD_GROUPS", "DEFAULT_NOTES"]
+__all__ = ["TrainConfig", "MODELS", "MODES", "DATASETS", "WD_GROUPS", "OPTIMIZERS", "DEFAULT_NOTES"]
 
 MODELS = ("convnet", "resnet18")
 MODES = ("si", "practical")
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
 WD_GROUPS = ("all", "si", "other", "none")
+OPTIMIZERS = ("sgd", "adamw", "adam")
 
 DEFAULT_NOTES = (
     "Period length T ~ ln(rho_max/rho_min)/(eta*lam) (theory.stability). Measured here with "
@@ -46,8 +47,11 @@ class TrainConfig:
     the first N training images (0: all); ``augment`` = random crop with ``aug_pad`` padding +
     horizontal flip.
 
-    Optimisation: plain SGD with constant ``lr`` (eta), ``wd`` (lambda, L2 coefficient) applied to
-    the groups ``wd_on`` in {all, si, other, none}, ``momentum``; ``wrs_norm`` replaces WD on the SI
+    Optimisation: ``optimizer`` "sgd" (the paper's: constant ``lr`` eta, ``wd`` lambda as L2 inside the
+    step, heavy-ball ``momentum``), "adamw" (``torch.optim.AdamW``: decoupled WD,
+    x <- (1 - lr*wd) x, betas ``beta1``, ``beta2``) or "adam" (``torch.optim.Adam``: WD as coupled L2,
+    normalised with the gradient); ``wd`` applies to the groups ``wd_on`` in {all, si, other, none};
+    ``wrs_norm`` replaces WD on the SI
     group by rescaling it to that total norm after each step (Liu et al., 2021); ``exp_lr``
     replaces WD on the SI group by Li & Arora's equivalent exponential LR schedule;
     ``init_si_norm`` rescales the SI group at init to that total norm (None: keep).
@@ -74,10 +78,13 @@ class TrainConfig:
     data_seed: int = 0
     augment: bool = False
     aug_pad: int = 4
+    optimizer: str = "sgd"
     lr: float = 1.0
     wd: float = 3e-3
     wd_on: str = "all"
     momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
     batch_size: int = 128
     iters: int = 4000
     epochs: int = 0
@@ -108,6 +115,7 @@ class TrainConfig:
         _choice("mode", self.mode, MODES)
         _choice("dataset", self.dataset, DATASETS)
         _choice("wd_on", self.wd_on, WD_GROUPS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("width", "batch_size", "record_every", "eval_batch_size", "sharpness_batches",
                      "sharpness_iters"):
             if int(getattr(self, name)) < 1:
@@ -130,6 +138,11 @@ class TrainConfig:
             raise ValueError(f"lr*wd must be < 1 (WD factor 1 - lr*wd > 0), got {self.lr * self.wd!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.optimizer != "sgd" and (self.momentum or self.exp_lr):
+            raise ValueError(f"momentum and exp_lr are SGD options; {self.optimizer} uses beta1, beta2")
         for name in ("wrs_norm", "init_si_norm"):
             if getattr(self, name) is not None:
                 _positive_finite(name, getattr(self, name))

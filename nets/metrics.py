@@ -3,8 +3,10 @@
 Lobacheva et al. (NeurIPS 2021, Sec. 3 and Fig. 1-3) track, for the SI weights ``x``:
 rho = ||x|| (total and per layer), the effective LR eta/rho^2, the effective gradient norm
 rho * ||grad_x L|| on the mini-batch, train loss/accuracy in train-mode BN and test
-loss/accuracy. We add the angular update (Wan et al., 2021) of one step. The formulas are the
-single implementation in :mod:`theory.dynamics`; this module only gathers the tensors.
+loss/accuracy. We add the angular update (Wan et al., 2021) of one step, and per SI tensor its
+norm, gradient norm and angular update. The formulas are the single implementation in
+:mod:`theory.dynamics`; this module only gathers the tensors. :class:`nets.SIMonitor` is the one
+caller that measures (our :class:`nets.Trainer` goes through it).
 """
 from __future__ import annotations
 
@@ -17,11 +19,19 @@ from theory.dynamics import angular_update, effective_grad_norm, effective_lr
 
 from .sharpness import SHARPNESS_COLUMNS
 
-__all__ = ["SIWatch", "evaluate", "Recorder", "STEP_COLUMNS", "EVAL_COLUMNS"]
+__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "Recorder", "StepProbe", "segment_angles", "STEP_COLUMNS",
+           "EVAL_COLUMNS", "LAYER_SERIES"]
 
 STEP_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_acc", "si_norm", "si_norm_equiv",
                 "grad_norm", "eff_lr", "eff_grad_norm", "angular_update")
 EVAL_COLUMNS = ("iteration", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "si_norm")
+# per-SI-tensor series of a recorded step (matrices n_records x n_tensors): norm before the step,
+# gradient norm, angle between the tensor before and after the step
+LAYER_SERIES = ("layer_norms", "layer_grad_norms", "layer_angular_updates")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the SI norm became NaN/inf (found at the next recorded step)."""
 
 
 class SIWatch:
@@ -29,6 +39,16 @@ class SIWatch:
 
     def __init__(self, params: list[torch.Tensor]):
         self.params = list(params)
+        self.sizes = [p.numel() for p in self.params]
+        self._sizes_tensor = None
+
+    @property
+    def sizes_tensor(self) -> torch.Tensor:
+        """``sizes`` as a tensor on the parameters' device (made once: no copy per record)."""
+        if self._sizes_tensor is None:
+            dev = self.params[0].device if self.params else "cpu"
+            self._sizes_tensor = torch.as_tensor(self.sizes, device=dev)
+        return self._sizes_tensor
 
     def layer_norms(self) -> torch.Tensor:
         """Norm of each SI tensor (1-D tensor on the device)."""
@@ -40,12 +60,20 @@ class SIWatch:
         """rho = total norm of the SI group (0-d tensor on the device)."""
         return torch.linalg.vector_norm(self.layer_norms())
 
+    def layer_grad_norms(self) -> torch.Tensor:
+        """||grad|| of each SI tensor (1-D tensor on the device; 0 where no gradient exists)."""
+        if not self.params:
+            return torch.zeros(0)
+        have = [p.grad is not None for p in self.params]
+        if not any(have):
+            return torch.zeros(len(self.params), device=self.params[0].device)
+        norms = iter(torch._foreach_norm([p.grad for p in self.params if p.grad is not None]))
+        zero = torch.zeros((), device=self.params[0].device)
+        return torch.stack([next(norms) if h else zero for h in have])
+
     def grad_norm(self) -> torch.Tensor:
         """||grad_x L|| over the SI group (0-d tensor; 0 where no gradient exists yet)."""
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if not grads:
-            return torch.zeros((), device=self.params[0].device if self.params else "cpu")
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        return torch.linalg.vector_norm(self.layer_grad_norms())
 
     def flat(self) -> torch.Tensor:
         """A copy of the SI weights as one vector (for the angular update)."""
@@ -81,13 +109,38 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale, shift,
     return torch.stack([loss / n, correct / n])
 
 
+def segment_angles(before: torch.Tensor, after: torch.Tensor, sizes: list[int],
+                   reps: torch.Tensor | None = None) -> torch.Tensor:
+    """Angle (radians) between consecutive segments of two flat vectors, e.g. each SI tensor
+    before and after a step: Kahan's formula of :func:`theory.dynamics.angular_update` per
+    segment, vectorised (no loop over tensors, no host sync). ``reps``: ``sizes`` as a tensor on
+    the vectors' device (made here if not given). NaN for a zero segment."""
+    if not sizes:
+        return before.new_zeros(0)
+
+    def norms(v):
+        return torch.stack(torch._foreach_norm(torch.split(v, sizes)))
+
+    if reps is None:
+        reps = torch.as_tensor(sizes, device=before.device)
+
+    def unit(v):
+        return v * torch.repeat_interleave(1 / norms(v), reps, output_size=v.numel())
+
+    a, b = unit(before), unit(after)
+    return 2 * torch.atan2(norms(a - b), norms(a + b))
+
+
 class StepProbe:
     """What a recorded step needs from before the optimizer step (all on the device)."""
 
     def __init__(self, watch: SIWatch):
         self.layer_norms = watch.layer_norms()
-        self.grad_norm = watch.grad_norm()
+        self.layer_grad_norms = watch.layer_grad_norms()
+        self.grad_norm = torch.linalg.vector_norm(self.layer_grad_norms)
         self.before = watch.flat()
+        self.sizes = list(watch.sizes)
+        self.sizes_tensor = watch.sizes_tensor if self.sizes else None
 
 
 class Recorder:
@@ -96,19 +149,37 @@ class Recorder:
     def __init__(self, n_layers: int = 0):
         self.steps: list[list[float]] = []
         self.layer_norms: list[list[float]] = []
+        self.layer_grad_norms: list[list[float]] = []
+        self.layer_angular_updates: list[list[float]] = []
         self.evals: list[list[float]] = []
         self.sharpness: list[list[float]] = []
         self.n_layers = n_layers
 
     def add_step(self, *, iteration: int, epoch: int, lr: float, loss_acc: torch.Tensor,
-                 probe: StepProbe, after: torch.Tensor, norm_scale: float = 1.0) -> list[float]:
-        """Record one step; ``after`` are the flat SI weights after it. One host sync."""
+                 probe: StepProbe, after: torch.Tensor, norm_scale: float = 1.0,
+                 effective_lr_fn=None) -> list[float]:
+        """Record one step; ``after`` are the flat SI weights after it. One host sync.
+
+        ``effective_lr_fn(lr, rho)``: the effective LR of the optimizer (default SGD's
+        :math:`\\eta/\\rho^2`, :func:`theory.dynamics.effective_lr`; :mod:`nets.monitor_theory`
+        has the Adam-type one)."""
         rho_t = torch.linalg.vector_norm(probe.layer_norms)
         angle = angular_update(probe.before, after) if after.numel() else rho_t * 0
+        sizes = getattr(probe, "sizes", [])
+        per_grad = getattr(probe, "layer_grad_norms", probe.layer_norms * float("nan"))
+        per_angle = (segment_angles(probe.before, after, sizes, getattr(probe, "sizes_tensor", None))
+                     if sizes else probe.layer_norms * float("nan"))
         vals = torch.cat([loss_acc.float(), torch.stack([rho_t, probe.grad_norm, angle]).float(),
-                          probe.layer_norms.float()]).tolist()
-        loss, acc, rho, gnorm, ang, layers = vals[0], vals[1], vals[2], vals[3], vals[4], vals[5:]
-        eff_lr = float(effective_lr(lr, rho)) if rho > 0 else float("nan")
+                          probe.layer_norms.float(), per_grad.float(), per_angle.float()]).tolist()
+        loss, acc, rho, gnorm, ang = vals[:5]
+        n = len(vals[5:]) // 3
+        layers = vals[5:5 + n]
+        self.layer_grad_norms.append(vals[5 + n:5 + 2 * n])
+        self.layer_angular_updates.append(vals[5 + 2 * n:])
+        if not rho > 0:
+            eff_lr = float("nan")
+        else:
+            eff_lr = float(effective_lr(lr, rho) if effective_lr_fn is None else effective_lr_fn(lr, rho))
         row = [iteration, epoch, lr, loss, acc, rho, rho * norm_scale, gnorm, eff_lr,
                float(effective_grad_norm(gnorm, rho)), ang]
         self.steps.append(row)
@@ -134,19 +205,33 @@ class Recorder:
         ln = np.asarray(self.layer_norms, dtype=float).reshape(-1, self.n_layers)
         return _table(self.steps, STEP_COLUMNS), ln, _table(self.evals, EVAL_COLUMNS)
 
+    def layer_arrays(self) -> dict:
+        """The per-SI-tensor series (:data:`LAYER_SERIES`), each an ``n_records x n_layers`` array
+        (NaN where a record has no per-tensor value)."""
+        out = {}
+        for name in LAYER_SERIES:
+            rows = getattr(self, name)
+            if len(rows) < len(self.steps):     # records from before these series existed
+                rows = [[float("nan")] * self.n_layers] * (len(self.steps) - len(rows)) + rows
+            out[name] = np.asarray(rows, dtype=float).reshape(-1, self.n_layers)
+        return out
+
     def sharpness_table(self) -> dict | None:
         """The sharpness measurements as a dict of 1-D arrays (None if there are none)."""
         return _table(self.sharpness, SHARPNESS_COLUMNS) if self.sharpness else None
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "layer_norms": self.layer_norms, "evals": self.evals,
-                "sharpness": self.sharpness, "n_layers": self.n_layers}
+                "sharpness": self.sharpness, "n_layers": self.n_layers,
+                "layer_grad_norms": self.layer_grad_norms, "layer_angular_updates": self.layer_angular_updates}
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = [list(r) for r in state["steps"]]
         self.layer_norms = [list(r) for r in state["layer_norms"]]
         self.evals = [list(r) for r in state["evals"]]
         self.sharpness = [list(r) for r in state.get("sharpness", [])]
+        self.layer_grad_norms = [list(r) for r in state.get("layer_grad_norms", [])]
+        self.layer_angular_updates = [list(r) for r in state.get("layer_angular_updates", [])]
         self.n_layers = int(state["n_layers"])
 
 

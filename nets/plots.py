@@ -7,11 +7,12 @@ against eta*lambda, measured and predicted (Sec. 4: frequency ~ linear in eta*la
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_run", "plot_sweep"]
+__all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep"]
 
 
 def _pyplot():
@@ -23,26 +24,8 @@ def _pyplot():
     return plt
 
 
-def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
-             sharpness: dict | None = None, threshold: float = 2.0) -> Path:
-    """Four stacked panels over iterations (five with ``sharpness``: the measured
-    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked,
-    a collapse (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
-    plt = _pyplot()
-    n = 4 if sharpness is None else 5
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
-    it = steps["iteration"]
-    panels = [
-        (axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
-        (axes[1], it, steps["si_norm_equiv"], "SI weight norm $\\rho$", "linear"),
-        (axes[2], it, steps["eff_lr"], "effective LR $\\eta/\\rho^2$", "log"),
-        (axes[3], evals["iteration"], evals["test_acc"], "test accuracy", "linear"),
-    ]
-    if sharpness is not None:
-        panels.append((axes[4], sharpness["iteration"], sharpness["eff_lr_sharpness"],
-                       "$\\tilde\\eta h = \\eta\\lambda_{\\max}$", "log"))
-        axes[4].axhline(threshold, color="k", ls="--", lw=0.8, label=f"2(1+$\\mu$) = {threshold:g}")
-        axes[4].legend(fontsize=8, loc="upper right")
+def _draw(panels, summary: dict, it) -> None:
+    """Draw ``(ax, x, y, label, scale)`` panels with destabilisations and a collapse marked."""
     for ax, x, y, label, scale in panels:
         y = np.asarray(y, dtype=float)
         if scale == "log":
@@ -56,6 +39,38 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
         if "collapse" in summary:
             ax.axvspan(summary["collapse"]["iteration"], it[-1], color="0.85", zorder=0)
         ax.grid(alpha=0.3)
+
+
+def _save(fig, path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
+             sharpness: dict | None = None, threshold: float = 2.0,
+             eff_lr_label: str = "effective LR $\\eta/\\rho^2$") -> Path:
+    """Four stacked panels over iterations (five with ``sharpness``: the measured
+    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked,
+    a collapse (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
+    plt = _pyplot()
+    n = 4 if sharpness is None else 5
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
+    it = steps["iteration"]
+    panels = [
+        (axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
+        (axes[1], it, steps["si_norm_equiv"], "SI weight norm $\\rho$", "linear"),
+        (axes[2], it, steps["eff_lr"], eff_lr_label, "log"),
+        (axes[3], evals["iteration"], evals["test_acc"], "test accuracy", "linear"),
+    ]
+    if sharpness is not None:
+        panels.append((axes[4], sharpness["iteration"], sharpness["eff_lr_sharpness"],
+                       "$\\tilde\\eta h = \\eta\\lambda_{\\max}$", "log"))
+        axes[4].axhline(threshold, color="k", ls="--", lw=0.8, label=f"2(1+$\\mu$) = {threshold:g}")
+        axes[4].legend(fontsize=8, loc="upper right")
+    _draw(panels, summary, it)
     axes[-1].set_xlabel("iteration")
     head = title + "\n" if title else ""
     if summary.get("n_periods", 0) > 0:
@@ -66,11 +81,67 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
     if "collapse" in summary:
         head += f"; grey: dead network from iteration {summary['collapse']['iteration']} (zero SI gradient)"
     axes[0].set_title(head, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_monitor(path, steps: dict, series: dict, summary: dict, *, sharpness: dict | None = None) -> Path:
+    """The :class:`nets.SIMonitor` figure: train loss, SI norm, effective LR and angular update per
+    step over iterations, each measured (line) against the theory's equilibrium value for the
+    current hyper-parameters (dashed: ``series`` of :func:`nets.monitor_report.analyse_monitor`);
+    destabilisations marked; with ``sharpness`` a fifth panel :math:`\\eta\\lambda_{\\max}`."""
+    plt = _pyplot()
+    n = 4 if sharpness is None else 5
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
+    it = steps["iteration"]
+    periods = summary.get("periods", {})
+    panels = [(axes[0], it, steps["train_loss"], "train loss (batch)", "log"),
+              (axes[1], it, steps["si_norm_equiv"], "SI norm $\\rho$", "log"),
+              (axes[2], it, steps["eff_lr"], "effective LR\n($\\eta/\\rho^2$ SGD, $\\eta/\\rho$ Adam)", "log"),
+              (axes[3], it, steps["angular_update"], "angular update (rad/step)", "log")]
+    if sharpness is not None:
+        panels.append((axes[4], sharpness["iteration"], sharpness["eff_lr_sharpness"],
+                       "$\\eta\\lambda_{\\max}$", "log"))
+    _draw(panels, periods, it)
+    for ax, key in ((axes[1], "eq_si_norm"), (axes[2], "eq_eff_lr"), (axes[3], "eq_angular_update")):
+        y = np.asarray(series[key], dtype=float)
+        if np.isfinite(y).any():
+            ax.plot(it, y, "k--", lw=0.8, label="equilibrium (theory)")
+            ax.legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("optimizer step")
+    reg = summary["regime"]
+    axes[0].set_title(textwrap.fill(f"regime: {reg['regime']} -- {reg['reason']}", 130), fontsize=8)
+    return _save(fig, path)
+
+
+def plot_compare(path, runs: list[dict], title: str = "") -> Path:
+    """Several runs on shared axes: train loss, SI norm (equilibrium dashed), effective LR, and
+    the angular update over its equilibrium value (1 = at equilibrium). ``runs``: dicts with
+    ``label``, ``steps`` (step table), ``series`` (equilibrium series) and ``events``
+    (destabilisation iterations, marked with triangles on the norm)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    for k, run in enumerate(runs):
+        c = f"C{k}"
+        it, st, se = run["steps"]["iteration"], run["steps"], run["series"]
+        ratio = np.asarray(st["angular_update"], float) / np.asarray(se["eq_angular_update"], float)
+        for ax, y in zip(axes, (st["train_loss"], st["si_norm_equiv"], st["eff_lr"], ratio)):
+            y = np.asarray(y, dtype=float)
+            ax.plot(it, np.where(y > 0, y, np.nan), color=c, lw=0.8, label=run["label"] if ax is axes[0] else None)
+        axes[1].plot(it, se["eq_si_norm"], color=c, ls="--", lw=0.7)
+        ev = np.asarray(run["events"], dtype=int)
+        if ev.size:
+            axes[1].plot(ev, np.interp(ev, it, st["si_norm_equiv"]), "v", color=c, ms=5)
+    labels = ("train loss (batch)", "SI norm $\\rho$ (dashed: $\\rho^*$)",
+              "effective LR\n($\\eta/\\rho^2$ SGD, $\\eta/\\rho$ Adam)", "angular update / $\\Delta\\theta^*$")
+    for ax, label in zip(axes, labels):
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[3].axhline(1.0, color="k", lw=0.8, ls=":")
+    axes[0].legend(fontsize=7, loc="lower left", ncol=2)
+    axes[0].set_title(title or "SI weights under different optimizers (triangles: destabilisations)", fontsize=9)
+    axes[-1].set_xlabel("iteration")
+    return _save(fig, path)
 
 
 def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
@@ -95,8 +166,4 @@ def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
     ax.set_title(title or "period frequency vs $\\eta\\lambda$", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

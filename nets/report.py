@@ -55,20 +55,23 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
     it = np.asarray(steps["iteration"])
     regular = it % k == 0                         # drop the extra final record: uniform spacing
     norm = np.asarray(steps["si_norm_equiv"])[regular]
-    loss = np.asarray(steps["train_loss"])[regular]
+    loss = np.asarray(steps["train_loss"], dtype=float)[regular]
     iters = it[regular]
-    rep = detect_periods(norm, loss=loss, step=k)
+    # the loss confirms jumps only where it was recorded throughout (SIMonitor without losses: NaN)
+    rep = detect_periods(norm, loss=loss if np.all(np.isfinite(loss)) else None, step=k)
     eta, lam, mu = float(config.lr), float(config.lam_si_equivalent), float(config.momentum)
+    optimizer = getattr(config, "optimizer", "sgd")
+    lam_pred = lam if optimizer == "sgd" else 0.0   # the formula times SGD's WD decay at small gradients
     ev = np.asarray(rep.events, dtype=int)
     per_period = []
     for a, b in zip(ev[:-1], ev[1:]):
         # decay phase of the period: from the top of its jump down to the next onset
         ratio = float(norm[a:b + 1].max() / norm[b])
         per_period.append({"start": int(iters[a]), "end": int(iters[b]), "length": int((b - a) * k),
-                           "decay_ratio": ratio, "predicted_length": _predict(eta, lam, ratio, mu)})
+                           "decay_ratio": ratio, "predicted_length": _predict(eta, lam_pred, ratio, mu)})
     ratios = [p["decay_ratio"] for p in per_period]
     ratio = float(np.median(ratios)) if ratios else float("nan")
-    predicted = _predict(eta, lam, ratio, mu)
+    predicted = _predict(eta, lam_pred, ratio, mu)
     pred_each = [p["predicted_length"] for p in per_period]
     pred_mean = float(np.mean(pred_each)) if pred_each else float("nan")
     mean = float(rep.mean_length)
@@ -86,7 +89,10 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
         "measured_frequency": _inv(mean), "predicted_frequency": _inv(pred_mean),
         "measured_over_predicted": mean / pred_mean if math.isfinite(pred_mean) else float("nan"),
     }
-    if lam <= 0:
+    if optimizer != "sgd":
+        summary["note"] = (f"{optimizer}: the period formula assumes SGD with WD, where small gradients leave "
+                           "the norm to decay as (1 - eta*lambda)^t; no prediction")
+    elif lam <= 0:
         summary["note"] = ("no WD on the SI group (WRS or wd_on excludes it): the norm does not "
                            "decay, so the period formula does not apply")
     return rep, summary
@@ -154,8 +160,12 @@ def period_line(summary: dict) -> str:
     if n == 0:
         return (f"periods: none complete ({len(summary['event_iterations'])} destabilisation(s) at "
                 f"iterations {summary['event_iterations']})")
-    return (f"periods: {n} complete, length {summary['mean_length']:.0f} +/- "
-            f"{summary['std_length']:.0f} it (frequency {summary['measured_frequency']:.3g}/it); "
+    head = (f"periods: {n} complete, length {summary['mean_length']:.0f} +/- "
+            f"{summary['std_length']:.0f} it (frequency {summary['measured_frequency']:.3g}/it); ")
+    if not math.isfinite(summary["predicted_mean_length"]):
+        return head + (f"no prediction ({summary.get('note', 'no WD decay')}); destabilisations at "
+                       f"{summary['event_iterations']}")
+    return (head +
             f"predicted {summary['predicted_mean_length']:.0f} it from the measured norm ratios "
             f"(median {summary['norm_ratio']:.3g}) at eta*lam = {summary['eta_lam']:.3g}; measured/predicted "
             f"{summary['measured_over_predicted']:.2f}; destabilisations at {summary['event_iterations']}")

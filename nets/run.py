@@ -4,15 +4,19 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 
 * ``config.json``  -- the full :class:`TrainConfig`, derived sizes, the SI groups found by
   testing, data summary, device and versions;
-* ``metrics.csv``  -- one row every ``record_every`` iterations (:data:`nets.metrics.STEP_COLUMNS`
-  plus the norm of every SI tensor, ``norm:<name>``);
+* ``metrics.csv``  -- one row every ``record_every`` iterations (:data:`nets.metrics.STEP_COLUMNS`,
+  the theory's equilibrium values ``eq_si_norm``, ``eq_eff_lr``, ``eq_angular_update``, and per SI
+  tensor ``norm:<name>``, ``grad_norm:<name>``, ``angular_update:<name>``);
 * ``evals.csv``    -- one row per evaluation (per epoch by default): train means, test loss/acc;
 * ``metrics.npz``  -- both tables and the per-layer norm matrix;
 * ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`),
   where the network died if it did (``summary.collapse``), and, with sharpness measurements,
-  eta*lambda_max before each destabilisation vs 2(1+mu);
+  eta*lambda_max before each destabilisation vs 2(1+mu); the regime and the per-tensor table of
+  :class:`nets.SIMonitor` (``regime``, ``layers``, ``total``);
+* ``layers.csv``   -- that table: per SI tensor and in total, measured vs equilibrium values;
 * ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
+* ``equilibrium.png`` -- norm, effective LR and angular update against their equilibrium values;
 * ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
 """
 from __future__ import annotations
@@ -60,6 +64,8 @@ class RunResult:
     device: str
     diverged: str | None = None
     sharpness: dict | None = None
+    layers: dict | None = None      # per-SI-tensor series (nets.metrics.LAYER_SERIES)
+    monitor: dict | None = None     # SIMonitor.summary(): regime, per-tensor table, equilibrium series
     resumed_from: int = 0
     """Iterations the run had done before this call (``elapsed_s``, ``iters_per_s`` time this call only)."""
 
@@ -127,11 +133,12 @@ def _describe(config: TrainConfig, trainer: Trainer, device: torch.device, threa
 
 
 def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
-    from .plots import plot_run
+    from .monitor_report import layer_columns
+    from .plots import plot_monitor, plot_run
 
-    cols = dict(result.steps)
-    for j, name in enumerate(result.si_groups.si):
-        cols[f"norm:{name}"] = result.layer_norms[:, j]
+    mon = result.monitor or {}
+    series = mon.get("series", {})
+    cols = {**result.steps, **series, **layer_columns(result.si_groups.si, result.layers)}
     write_csv(run_dir / "metrics.csv", cols)
     write_csv(run_dir / "evals.csv", result.evals)
     sharp = result.sharpness or {}
@@ -139,15 +146,23 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
         write_csv(run_dir / "sharpness.csv", sharp)
     write_npz(run_dir / "metrics.npz", **{f"step_{k}": v for k, v in result.steps.items()},
               **{f"eval_{k}": v for k, v in result.evals.items()},
-              **{f"sharpness_{k}": v for k, v in sharp.items()}, layer_norms=result.layer_norms,
+              **{f"sharpness_{k}": v for k, v in sharp.items()}, **result.layers, **series,
               si_names=np.array(result.si_groups.si))
+    extra = {k: mon[k] for k in ("regime", "optimizer", "layers", "total") if k in mon}
     write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
                                           "completed": result.completed, "diverged": result.diverged,
-                                          "iterations": result.iterations})
+                                          "iterations": result.iterations, **extra})
+    if mon:
+        table = mon["layers"] + [mon["total"]]
+        write_csv(run_dir / "layers.csv", {k: [r[k] for r in table] for k in table[0]})
     if len(result.steps["iteration"]) > 1:
+        adaptive = result.config.optimizer != "sgd"
         plot_run(run_dir / "plot.png", result.steps, result.evals, result.period_summary, title,
                  sharpness=result.sharpness,
-                 threshold=result.period_summary.get("stability", {}).get("threshold", 2.0))
+                 threshold=result.period_summary.get("stability", {}).get("threshold", 2.0),
+                 eff_lr_label="effective LR $\\eta/\\rho$" if adaptive else "effective LR $\\eta/\\rho^2$")
+        if mon:
+            plot_monitor(run_dir / "equilibrium.png", result.steps, series, mon, sharpness=result.sharpness)
 
 
 def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, write: bool = True,
@@ -228,6 +243,7 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
         checkpoint()
     steps, layer_norms, evals = trainer.recorder.arrays()
     sharpness = trainer.recorder.sharpness_table()
+    monitor = trainer.monitor.summary() if len(steps["iteration"]) else None
     if diverged is None:
         periods, summary = analyse_run(steps, config)
     else:
@@ -240,7 +256,8 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
                        completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,
                        iters_per_s=(trainer.iteration - start_it) / max(elapsed, 1e-9),
                        device=str(device), diverged=None if diverged is None else str(diverged),
-                       sharpness=sharpness, resumed_from=start_it)
+                       sharpness=sharpness, layers=trainer.recorder.layer_arrays(), monitor=monitor,
+                       resumed_from=start_it)
     if run_dir is not None:
         title = (f"{config.model} ({config.mode}, width {config.width}) on {config.dataset}: "
                  f"eta={config.lr:g}, lambda={config.wd:g}, batch {config.batch_size}")

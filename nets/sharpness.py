@@ -109,19 +109,22 @@ class SharpnessProbe:
         Fixed, already normalised training batches; :math:`L` is their mean cross-entropy in
         train-mode BN.
     max_iter, rtol : Lanczos settings (:func:`lanczos_top_eigenvalue`).
+    loss_fn : callable, optional
+        ``loss_fn(model(x), y)``, the training loss (default: cross-entropy).
     seed : int
         The Lanczos start vector of the measurement at iteration ``t`` is drawn from a generator
         seeded with ``seed + t``: reproducible, and independent of the training RNGs.
     """
 
     def __init__(self, model: nn.Module, params: list[torch.Tensor], batches, *, max_iter: int = 30,
-                 rtol: float = 1e-2, seed: int = 0):
+                 rtol: float = 1e-2, seed: int = 0, loss_fn=None):
         if not params:
             raise ValueError("no SI parameters to measure the sharpness of")
         if not batches:
             raise ValueError("no batches to measure the sharpness on")
         self.model, self.params, self.batches = model, list(params), list(batches)
         self.max_iter, self.rtol, self.seed = int(max_iter), float(rtol), int(seed)
+        self.loss_fn = loss_fn or F.cross_entropy
 
     def _state(self):
         """BN running statistics and the like, to be put back after the forward passes."""
@@ -133,7 +136,7 @@ class SharpnessProbe:
         saved, was_training = self._state(), self.model.training
         self.model.train()
         try:
-            loss = sum(F.cross_entropy(self.model(xb), yb) for xb, yb in self.batches) / len(self.batches)
+            loss = sum(self.loss_fn(self.model(xb), yb) for xb, yb in self.batches) / len(self.batches)
             grads = torch.autograd.grad(loss, self.params, create_graph=True)
             with torch.no_grad():
                 x = torch.cat([p.detach().reshape(-1) for p in self.params])

@@ -27,7 +27,11 @@ from torch import nn
 
 from theory.invariance import find_scale_invariant_params
 
-__all__ = ["SIGroups", "find_si_groups", "joint_si_violation"]
+__all__ = ["SIGroups", "NoSIParameters", "find_si_groups", "joint_si_violation"]
+
+
+class NoSIParameters(ValueError):
+    """A model has no scale-invariant parameters (that the optimizer trains)."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from .config import DATASETS, MODELS, MODES, WD_GROUPS, TrainConfig
+from .config import DATASETS, MODELS, MODES, OPTIMIZERS, WD_GROUPS, TrainConfig
 
 PROG = "python -m nets.train"
 _D = {f.name: f.default for f in fields(TrainConfig)}
@@ -75,12 +75,17 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
     g.add_argument("--train-subset", type=_nonneg_int, default=0, help="use the first N train images (0: all)")
     g.add_argument("--augment", action="store_true", help="random crop (padding 4) + horizontal flip")
     g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=_D["optimizer"],
+                   help="sgd (the paper's; WD as L2 in the step), adamw (decoupled WD: x <- (1 - lr*wd) x) "
+                        "or adam (WD as coupled L2, normalised with the gradient); default %(default)s")
     if not sweep:
         g.add_argument("--lr", type=_pos_float, default=_D["lr"], help="learning rate eta (default %(default)s)")
     g.add_argument("--wd", type=float, default=_D["wd"], help="weight decay lambda (default %(default)s)")
     g.add_argument("--wd-on", choices=WD_GROUPS, default=_D["wd_on"],
                    help="parameter groups that get WD (default %(default)s)")
-    g.add_argument("--momentum", type=float, default=_D["momentum"], help="heavy-ball momentum (default 0)")
+    g.add_argument("--momentum", type=float, default=_D["momentum"], help="heavy-ball momentum (SGD; default 0)")
+    g.add_argument("--beta1", type=float, default=_D["beta1"], help="Adam's first-moment decay (default %(default)s)")
+    g.add_argument("--beta2", type=float, default=_D["beta2"], help="Adam's second-moment decay (default %(default)s)")
     g.add_argument("--batch-size", type=_pos_int, default=_D["batch_size"], help="default %(default)s")
     g.add_argument("--wrs-norm", type=_pos_float, default=None,
                    help="instead of WD on the SI group, rescale it to this total norm after each step")
@@ -211,6 +216,8 @@ def _main(argv: list[str]) -> int:
     print(f"{res.run_dir}: {done}; SI group: {len(res.si_groups.si)} tensors "
           f"({len(res.si_groups.individual)} individually SI)")
     print(period_line(res.period_summary))
+    if res.monitor:
+        print(f"regime: {res.monitor['regime']['regime']} -- {res.monitor['regime']['reason']}")
     if "collapse" in res.period_summary:
         print(collapse_line(res.period_summary["collapse"]))
     if "stability" in res.period_summary:

@@ -1,8 +1,10 @@
-"""The training loop: SGD with constant LR and WD on SI networks, recorded without host syncs.
+"""The training loop: SGD (or Adam/AdamW) with constant LR and WD on SI networks, recorded without host syncs.
 
-One :class:`Trainer` owns the model, the optimizer, the device-resident batch sampler and the
-recorder. A step is: slice a batch on the device, forward in train mode, cross-entropy,
-backward, SGD step (``foreach``, or ``fused`` on CUDA). Metrics are read to the host only every
+One :class:`Trainer` owns the model, the optimizer and the device-resident batch sampler; it
+measures through :class:`nets.SIMonitor` (the same code a user's own loop gets; the monitor's
+recorder holds the metrics). A step is: slice a batch on the device, forward in train mode,
+cross-entropy, backward, optimizer step (``foreach``, or ``fused`` on CUDA; the monitor's hooks
+take the SI norms before it on recording steps). Metrics are read to the host only every
 ``record_every`` steps and at evaluations; between them the loop never syncs, so on a GPU the
 host queues work ahead of the device.
 
@@ -24,16 +26,12 @@ from theory.equivalences import texp_schedule
 from .augment import EpochSampler
 from .config import TrainConfig
 from .data import ImageData
-from .metrics import Recorder, SIWatch, StepProbe, evaluate
+from .metrics import TrainingDiverged, evaluate
 from .models import build_model
-from .sharpness import SharpnessProbe, fixed_batches
+from .sharpness import fixed_batches
 from .si import SIGroups, find_si_groups
 
 __all__ = ["Trainer", "resolve_device", "TrainingDiverged"]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf (reported at the next recording point)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,12 +68,8 @@ class Trainer:
         probe_x = torch.addcmul(self.shift, self.data.x_train[:8], self.scale)
         self.groups: SIGroups = find_si_groups(self.model, probe_x)
         params = dict(self.model.named_parameters())
-        self.watch = SIWatch([params[n] for n in self.groups.si])
-        init_norm = c.wrs_norm if c.wrs_norm is not None else c.init_si_norm
-        if init_norm is not None:
-            self.watch.rescale_(init_norm)
-        self.initial_si_norm = float(self.watch.norm())
-        self.optimizer = self._make_optimizer([params[n] for n in self.groups.other])
+        self.optimizer = self._make_optimizer([params[n] for n in self.groups.si],
+                                              [params[n] for n in self.groups.other])
         gen = torch.Generator(device=self.device)
         gen.manual_seed(c.seed + 1_000_003)
         self.sampler = EpochSampler(self.data.x_train, self.data.y_train, c.batch_size, self.scale,
@@ -83,21 +77,45 @@ class Trainer:
         self.batches_per_epoch = self.sampler.batches_per_epoch
         self.total_iters = c.epochs * self.batches_per_epoch if c.epochs > 0 else c.iters
         self.eval_every = self.batches_per_epoch if c.eval_every == 0 else c.eval_every
+        self.monitor = self._make_monitor()
+        self.watch, self.recorder = self.monitor.watch, self.monitor.recorder
+        init_norm = c.wrs_norm if c.wrs_norm is not None else c.init_si_norm
+        if init_norm is not None:
+            self.watch.rescale_(init_norm)
+        self.initial_si_norm = float(self.watch.norm())
         self.texp = self._make_texp()
-        self.sharpness = self._make_sharpness_probe()
-        self.recorder = Recorder(len(self.groups.si))
         self.iteration = 0
         self.stop_requested = False
         self._reset_window()
 
     # ------------------------------------------------------------------ setup
-    def _make_optimizer(self, other: list[torch.Tensor]) -> torch.optim.Optimizer:
+    def _make_optimizer(self, si: list[torch.Tensor], other: list[torch.Tensor]) -> torch.optim.Optimizer:
         c = self.config
-        groups = [{"params": self.watch.params, "weight_decay": c.wd_si, "name": "si"}]
+        groups = [{"params": si, "weight_decay": c.wd_si, "name": "si"}]
         if other:
             groups.append({"params": other, "weight_decay": c.wd_other, "name": "other"})
         fast = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
-        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, **fast)
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, **fast)
+        cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        return cls(groups, lr=c.lr, betas=(c.beta1, c.beta2), **fast)
+
+    def _make_monitor(self):
+        """The measurements: :class:`nets.SIMonitor` on our optimizer, recording every
+        ``record_every`` steps and the last one, with the sharpness probe if asked for."""
+        from .monitor import SIMonitor     # imported here: nets.monitor is also a ``python -m`` entry point
+
+        c = self.config
+        batches = None
+        if c.sharpness_every:
+            batches = fixed_batches(self.data.x_train, self.data.y_train, c.batch_size, c.sharpness_batches,
+                                    self.scale, self.shift)
+        return SIMonitor(self.model, self.optimizer, si_groups=self.groups, log_every=c.record_every,
+                         last_step=self.total_iters - 1, steps_per_epoch=self.batches_per_epoch,
+                         norm_scale=self.norm_scale_at if c.exp_lr else None,
+                         sharpness_every=c.sharpness_every if self.groups.si else 0, sharpness_batches=batches,
+                         sharpness_iters=c.sharpness_iters, sharpness_seed=c.seed + 2_000_033,
+                         detect_every=0, verbose=False)
 
     def _make_texp(self):
         c = self.config
@@ -113,15 +131,6 @@ class Trainer:
             for p in self.watch.params:
                 self.optimizer.state[p]["momentum_buffer"] = float(v0) * p.detach().clone()
         return sched
-
-    def _make_sharpness_probe(self) -> SharpnessProbe | None:
-        c = self.config
-        if c.sharpness_every == 0 or not self.watch.params:
-            return None
-        batches = fixed_batches(self.data.x_train, self.data.y_train, c.batch_size, c.sharpness_batches,
-                                self.scale, self.shift)
-        return SharpnessProbe(self.model, self.watch.params, batches, max_iter=c.sharpness_iters,
-                              seed=c.seed + 2_000_033)
 
     def lr_at(self, t: int) -> float:
         """LR of the SI group at step ``t`` (constant, or TEXP's eta * alpha^(-2t-1))."""
@@ -143,19 +152,12 @@ class Trainer:
         """Epochs completed so far."""
         return self.iteration // self.batches_per_epoch
 
-    def _is_record_step(self, t: int) -> bool:
-        return t % self.config.record_every == 0 or t == self.total_iters - 1
-
     def step(self) -> list[float] | None:
-        """One SGD step; returns the recorded row on recording steps, else None."""
+        """One optimizer step; returns the recorded row on recording steps, else None."""
         t = self.iteration
-        record = self._is_record_step(t)
-        lr = self.lr_at(t)
-        if self.sharpness is not None and t % self.config.sharpness_every == 0:
-            self.recorder.add_sharpness(self.sharpness.measure(t, lr))   # at x_t, before the step
         xb, yb, _ = self.sampler.next()
         if self.texp is not None:
-            self.optimizer.param_groups[0]["lr"] = lr
+            self.optimizer.param_groups[0]["lr"] = self.lr_at(t)
         out = self.model(xb)
         loss = F.cross_entropy(out, yb)
         self.optimizer.zero_grad(set_to_none=True)
@@ -165,19 +167,11 @@ class Trainer:
             self._loss_sum += loss.detach()
             self._correct += correct
             self._window += 1
-        probe = StepProbe(self.watch) if record else None
-        self.optimizer.step()
+        self.optimizer.step()          # the monitor's hooks: sharpness and SI norms before the step
         if self.config.wrs_norm is not None:
             self.watch.rescale_(self.config.wrs_norm)
         self.iteration = t + 1
-        row = None
-        if record:
-            loss_acc = torch.stack([loss.detach(), correct / yb.shape[0]])
-            row = self.recorder.add_step(iteration=t, epoch=t // self.batches_per_epoch, lr=lr,
-                                         loss_acc=loss_acc, probe=probe, after=self.watch.flat(),
-                                         norm_scale=self.norm_scale_at(t))
-            if not math.isfinite(row[3]):
-                raise TrainingDiverged(f"loss is {row[3]} at iteration {t}; lower --lr")
+        row = self.monitor.step(loss, correct / yb.shape[0], epoch=t // self.batches_per_epoch)
         if self.eval_every > 0 and (self.iteration % self.eval_every == 0 or
                                     self.iteration == self.total_iters):
             self.evaluate_now()
@@ -218,7 +212,8 @@ class Trainer:
         """Everything needed to continue bit-for-bit: weights, optimizer, sampler/RNG, metrics."""
         state = {"iteration": self.iteration, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
-                 "recorder": self.recorder.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "recorder": self.recorder.state_dict(), "monitor": self.monitor.state_dict(),
+                 "torch_rng": torch.get_rng_state(),
                  "window": [self._loss_sum.cpu(), self._correct.cpu(), self._window],
                  "si_names": list(self.groups.si)}
         if self.device.type == "cuda":
@@ -231,7 +226,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        self.recorder.load_state_dict(state["recorder"])
+        self.monitor.load_state_dict(state.get("monitor", {"iteration": state["iteration"]}), state["recorder"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)

@@ -1,5 +1,6 @@
 """Command lines of nets/: end-to-end runs, one-line errors, signals + resume, the GPU sweep."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,8 +16,8 @@ from nets.data import write_fake_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--width", "2", "--batch-size", "32", "--threads", "1", "--quiet"]
-RUN_FILES = {"config.json", "metrics.csv", "evals.csv", "metrics.npz", "periods.json", "plot.png",
-             "checkpoint.pt"}
+RUN_FILES = {"config.json", "metrics.csv", "evals.csv", "metrics.npz", "periods.json", "plot.png", "layers.csv",
+             "equilibrium.png", "checkpoint.pt"}
 
 
 def _cli(module, *args, check=None, **kw):
@@ -48,7 +49,9 @@ def test_tiny_cli_run_writes_every_file(tmp_path):
             "norm:features.0.weight"} <= set(header)
     z = np.load(run / "metrics.npz")
     assert z["step_iteration"][-1] == 29 and z["layer_norms"].shape[1] == 4
-    assert "30 iterations" in p.stdout and "periods:" in p.stdout
+    assert "30 iterations" in p.stdout and "periods:" in p.stdout and "regime: " in p.stdout
+    rep = json.loads((run / "periods.json").read_text())
+    assert [r["name"] for r in rep["layers"]] == cfg["si_groups"]["si"] and rep["total"]["numel"] > 0
     assert not (run / "sharpness.csv").exists() and "sharpness:" not in p.stdout
 
 
@@ -191,6 +194,8 @@ def test_benchmark_runs_at_tiny_scale(tmp_path):
     assert out["recording_overhead"] == pytest.approx(per_record / (10 * best["ours_no_recording"]))
     assert f"speed-up vs DataLoader loop: {out['speedup_vs_dataloader']:.2f}x" in p.stdout
     assert "recording overhead" in p.stdout
+    assert "plain_monitor" in out["images_per_s"]
+    assert "SIMonitor in a plain loop" in p.stdout and math.isfinite(out["monitor_overhead"])
 
 
 # ----------------------------------------------------------------------------- failure paths
@@ -311,3 +316,27 @@ def test_sweep_figure_shows_only_runs_with_periods(tmp_path):
     ax = seen["sweep.png"]["axes"][0]
     measured = next(ln for ln in ax["lines"] if ln["label"] == "measured 1/period")
     assert measured["y"] == [1e-3, 4e-3] and "2 of 3 runs shown" in ax["title"]
+
+
+def test_monitor_demo_and_run_tables_on_fake_cifar(tmp_path):
+    write_fake_cifar(tmp_path / "data", n_train=64, n_test=16)
+    out = tmp_path / "demo"
+    p = _cli("nets.monitor", "--demo", "--data-dir", tmp_path / "data", "--subset", "32", "--epochs", "2",
+             "--width", "2", "--batch-size", "16", "--log-every", "1", "--threads", "1", "--quiet", "--out", out,
+             check=0)
+    assert "regime: " in p.stdout and "layers.7.conv2.weight" in p.stdout and "total" in p.stdout
+    assert {"metrics.csv", "metrics.npz", "periods.json", "layers.csv", "plot.png"} <= {f.name for f in out.iterdir()}
+    rep = json.loads((out / "periods.json").read_text())
+    assert len(rep["si_groups"]["si"]) == 20 and rep["optimizer"][0]["momentum"] == 0.9   # every conv, by testing
+    train = _cli("nets.train", *TINY, "--iters", "12", "--out", tmp_path / "runs", check=0)
+    run = _only_run_dir(tmp_path / "runs")
+    p = _cli("nets.monitor", out, run, "--figure", tmp_path / "cmp.png", check=0)
+    assert p.stdout.count("regime: ") == 2 and (tmp_path / "cmp.png").stat().st_size > 0
+    assert "regime: " in train.stdout
+
+
+@pytest.mark.parametrize("args,needle", [([], "either --demo or RUN_DIRs"), (["--demo", "--epochs", "0"], "--epochs"),
+                                         (["--demo"], "cifar10 needs --data-dir"), (["/nowhere"], "no periods.json")])
+def test_monitor_cli_errors_are_one_line(args, needle):
+    p = _cli("nets.monitor", *args, check=2)
+    assert needle in p.stderr and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr

@@ -98,3 +98,50 @@ def test_cuda_sharpness_matches_cpu():
     cpu = SharpnessProbe(model, list(tr.watch.params), [(x.cpu(), y.cpu()) for x, y in batches],
                          max_iter=60, rtol=1e-6).measure(0, 1.0)
     assert gpu[3] == pytest.approx(cpu[3], rel=1e-3)
+
+
+def _plain_loop(device, log_every, steps):
+    """A user's loop with SIMonitor (momentum, WD, an LR schedule); returns (monitor, run)."""
+    import torch.nn.functional as F
+
+    from nets import SIMonitor
+    from nets.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("convnet", mode="practical", width=2, input_size=8).to(device)
+    x, y = torch.randn(64, 3, 8, 8, device=device), torch.randint(0, 10, (64,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    mon = SIMonitor(model, opt, example_batch=x[:8], log_every=log_every, verbose=False)
+
+    def run(n):
+        for _ in range(n):
+            i = mon.iteration % 4
+            loss = F.cross_entropy(model(x[16 * i:16 * i + 16]), y[16 * i:16 * i + 16])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            mon.step(loss)
+    return mon, run
+
+
+def test_the_monitor_in_a_plain_loop_reads_only_on_recorded_steps():
+    mon, run = _plain_loop("cpu", 4, 13)
+    with _host_reads(mon) as calls:
+        run(13)
+    assert calls == [(t + 1, "tolist") for t in (0, 4, 8, 12)]
+
+
+@cuda
+def test_cuda_plain_loop_with_the_monitor_does_not_synchronise_between_records():
+    mon, run = _plain_loop("cuda", 1000, 40)
+    run(2)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run(30)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    run(1000 - mon.iteration + 1)                  # a record: one read, then the summary works
+    assert len(mon.recorder.steps) == 2 and mon.summary()["records"] == 2

@@ -176,3 +176,74 @@ def test_diverged_run_writes_what_it_recorded(tmp_path, monkeypatch):
         run_training(TrainConfig(**TINY, iters=30), run_dir=tmp_path / "r")
     rep = json.loads((tmp_path / "r" / "periods.json").read_text())
     assert rep["diverged"] and not rep["completed"] and rep["iterations"] == 12
+
+
+def test_trainer_records_what_the_loop_before_the_monitor_recorded():
+    """The Trainer measures through nets.SIMonitor now. Its step table must hold what the loop
+    recorded before (step columns and per-tensor norms): recomputed here independently from the
+    same model, batches and SGD, with explicit float64 norms and arccos angles."""
+    import torch.nn.functional as F
+
+    from nets.augment import EpochSampler
+    from nets.metrics import STEP_COLUMNS
+    from nets.models import build_model
+
+    cfg = TrainConfig(**{**TINY, "record_every": 2}, iters=9, lr=0.5, wd=0.01, momentum=0.5, augment=True)
+    data = make_synthetic()
+    tr = Trainer(cfg, data)
+    tr.run()
+    scale, shift = data.normaliser()
+    torch.manual_seed(cfg.seed)
+    model = build_model("convnet", mode="si", width=cfg.width, num_classes=data.num_classes,
+                        in_channels=data.channels, input_size=data.image_size).to(memory_format=torch.channels_last)
+    si = [p for p in model.parameters() if p.requires_grad]          # SI mode: every trained weight is SI
+    opt = torch.optim.SGD(si, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd, foreach=True)
+    sampler = EpochSampler(data.x_train, data.y_train, cfg.batch_size, scale, shift, augment=True,
+                           pad=cfg.aug_pad, generator=torch.Generator().manual_seed(cfg.seed + 1_000_003))
+    rows, layers = [], []
+    for t in range(cfg.iters):
+        xb, yb, _ = sampler.next()
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        opt.zero_grad()
+        loss.backward()
+        before = torch.cat([p.detach().double().reshape(-1) for p in si])
+        g = math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in si))
+        norms = [float(p.detach().double().norm()) for p in si]
+        opt.step()
+        if t % 2 == 0 or t == cfg.iters - 1:
+            after = torch.cat([p.detach().double().reshape(-1) for p in si])
+            rho = float(before.norm())
+            cos = float(before @ after / (before.norm() * after.norm()))
+            acc = float((out.argmax(1) == yb).double().mean())
+            rows.append([t, t // sampler.batches_per_epoch, cfg.lr, float(loss.detach()), acc, rho, rho, g,
+                         cfg.lr / rho ** 2, rho * g, math.acos(min(cos, 1.0))])
+            layers.append(norms)
+    got = tr.recorder.steps
+    assert len(got) == len(rows) == 5
+    for a, b in zip(got, rows):
+        for col, x, y in zip(STEP_COLUMNS, a, b):
+            tol = dict(rel=1e-3, abs=1e-6) if col == "angular_update" else dict(rel=1e-5)
+            assert x == pytest.approx(y, **tol), col
+    np.testing.assert_allclose(tr.recorder.layer_norms, layers, rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_adam_runs_record_their_effective_lr_and_make_no_sgd_period_prediction(optimizer):
+    from nets.report import analyse_periods, period_line
+
+    cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=6, optimizer=optimizer, lr=0.01, wd=0.1, beta1=0.8)
+    tr = Trainer(cfg, make_synthetic())
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    assert type(tr.optimizer) is cls and tr.optimizer.param_groups[0]["betas"] == (0.8, 0.999)
+    tr.run()
+    steps = tr.recorder.arrays()[0]
+    np.testing.assert_allclose(steps["eff_lr"], 0.01 / steps["si_norm"], rtol=1e-6)     # eta/rho for Adam
+    hyper = tr.monitor.hypers()[0]
+    assert (hyper.kind, hyper.decoupled, hyper.wd) == (optimizer, optimizer == "adamw", 0.1)
+    t = np.arange(400)
+    fake = {"iteration": t * cfg.record_every, "si_norm_equiv": 20 * 0.98 ** (t % 100),   # a sawtooth
+            "train_loss": np.where(t % 100 == 0, 1.0, 1e-3)}
+    rep, summary = analyse_periods(fake, cfg)
+    assert summary["n_periods"] == 2 and math.isnan(summary["predicted_mean_length"]) and optimizer in summary["note"]
+    assert "no prediction" in period_line(summary)

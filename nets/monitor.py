@@ -1,0 +1,318 @@
+"""``SIMonitor``: the SI measurements of this toolkit in anyone's own PyTorch training loop.
+
+::
+
+    from nets import SIMonitor
+    mon = SIMonitor(model, optimizer, example_batch=x[:8], log_every=10, out="runs/mine")
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y); optimizer.zero_grad(); loss.backward(); optimizer.step()
+        mon.step(loss)            # optional: without it the hooks record everything but the loss
+    print(mon.close())            # writes metrics.csv/npz, periods.json, layers.csv, plot.png
+
+The monitor finds the scale-invariant (SI) parameters by testing (:func:`nets.si.find_si_groups`,
+groups SI only jointly included) and hooks ``optimizer.step`` (``register_step_pre_hook`` /
+``register_step_post_hook``): every ``log_every`` steps it takes the SI norms and gradient norms
+before the step and the weights after it, and reads the hyper-parameters the step used from the
+optimizer's parameter groups (LR schedulers are followed). Everything stays on the device until
+one read per recorded step; other steps cost nothing. :class:`nets.Trainer` records through it.
+
+Per SI tensor and in total it reports rho, the effective LR, the effective gradient norm
+rho*||grad||, the angular update per step and the theory's equilibrium values for the current
+hyper-parameters (:mod:`nets.monitor_theory`); destabilisations are detected online
+(:class:`simulate.online.StreamingPeriodDetector`, exactly the offline detector on the series so
+far) and :meth:`SIMonitor.summary` classifies the regime (:mod:`nets.monitor_regime`).
+Lobacheva et al. (NeurIPS 2021) for the quantities and the periodic behaviour.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simulate.online import StreamingPeriodDetector
+
+from .metrics import Recorder, SIWatch, StepProbe, TrainingDiverged
+from .monitor_theory import Hyper, effective_lr, read_hyper
+from .sharpness import SharpnessProbe
+from .si import NoSIParameters, SIGroups, find_si_groups
+
+__all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters"]
+
+
+def _scalar(v, device) -> torch.Tensor:
+    """A 0-d float tensor on ``device`` without a host read (NaN for None)."""
+    if v is None:
+        return torch.full((), float("nan"), device=device)
+    if isinstance(v, torch.Tensor):
+        return v.detach().reshape(()).to(device=device, dtype=torch.float32)
+    return torch.tensor(float(v), device=device)
+
+
+def _resolve_groups(model: nn.Module, example_batch, si_groups) -> SIGroups:
+    if isinstance(si_groups, SIGroups):
+        return si_groups
+    named = dict(model.named_parameters())
+    if si_groups is not None:                    # names given by the caller
+        names = list(si_groups)
+        unknown = [n for n in names if n not in named]
+        if unknown:
+            raise ValueError(f"SIMonitor: {unknown} are not parameters of the model")
+        return SIGroups(si=names, individual=names, other=[n for n in named if n not in names])
+    if example_batch is None:
+        raise ValueError("SIMonitor needs example_batch (a few training inputs) to find the scale-invariant "
+                         "parameters by testing, or si_groups=[parameter names]")
+    if isinstance(example_batch, (tuple, list)):
+        example_batch = example_batch[0]
+    return find_si_groups(model, example_batch)
+
+
+class SIMonitor:
+    """Measure the SI weights of ``model`` trained by ``optimizer`` (see module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module
+    optimizer : torch.optim.Optimizer
+        Any ``torch.optim`` optimizer; each SI tensor's hyper-parameters are read from its group.
+    example_batch : tensor, optional
+        A few inputs (more than one: BN needs a batch) for the SI test.
+    log_every : int
+        Record every this many optimizer steps (and at ``last_step``).
+    out : path, optional
+        Folder for :meth:`close`'s files (None: write nothing).
+    si_groups : SIGroups or list of names, optional
+        Skip the test and use these (names: each tensor taken as individually SI).
+    decoupled_weight_decay : float
+        WD you apply yourself outside the optimizer, ``x <- (1 - lr*wd) x`` each step.
+    steps_per_epoch : int, optional
+        Fills the ``epoch`` column (else -1).
+    last_step : int, optional
+        Also record this step (e.g. the last one).
+    norm_scale : callable, optional
+        ``t -> factor`` from the measured norm to an equivalent WD run's norm (recorded as
+        ``si_norm_equiv``; used by :class:`nets.Trainer` for Li & Arora's exponential LR).
+    sharpness_every, sharpness_batches, loss_fn, sharpness_iters, sharpness_seed
+        Every ``sharpness_every`` steps (0: never), before the step, the top eigenvalue of the
+        Hessian of ``loss_fn`` (default cross-entropy) on the fixed ``[(x, y), ...]`` batches in
+        the SI weights, on the sphere (:class:`nets.sharpness.SharpnessProbe`).
+    detect_every : int or "auto"
+        Online destabilisation detection every k records, "auto" (within 1 % of wall time), or 0
+        (only in :meth:`summary`).
+    verbose : bool
+        Print the SI groups found and each destabilisation as it is detected (stderr).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, example_batch=None, *,
+                 log_every: int = 10, out=None, si_groups=None, decoupled_weight_decay: float = 0.0,
+                 steps_per_epoch: int | None = None, last_step: int | None = None, norm_scale=None,
+                 sharpness_every: int = 0, sharpness_batches=None, loss_fn=None, sharpness_iters: int = 30,
+                 sharpness_seed: int = 0, detect_every: int | str = "auto", verbose: bool = True):
+        if int(log_every) != log_every or log_every < 1:
+            raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.model, self.optimizer, self.log_every = model, optimizer, int(log_every)
+        self.out = Path(out) if out is not None else None
+        self.groups = _resolve_groups(model, example_batch, si_groups)
+        named = dict(model.named_parameters())
+        if not self.groups.si:
+            n = sum(p.requires_grad for p in model.parameters())
+            raise NoSIParameters(
+                f"SIMonitor: no scale-invariant parameters in {type(model).__name__}: rescaling any of its "
+                f"{n} trainable tensors (or a group of them) changed the output on example_batch. SI weights "
+                "are those followed by a normalisation (BatchNorm, LayerNorm, ...) in train mode.")
+        self.names = list(self.groups.si)
+        self.watch = SIWatch([named[n] for n in self.names])
+        self._group_of = self._map_groups(optimizer)
+        self.decoupled_weight_decay = float(decoupled_weight_decay)
+        self.steps_per_epoch, self.last_step, self.norm_scale = steps_per_epoch, last_step, norm_scale
+        self.recorder = Recorder(len(self.names))
+        # (first record, [Hyper of each SI group]) whenever they change: the hyper-parameters of every record
+        self.hyper_log: list[tuple[int, list[Hyper]]] = []
+        self.detector = StreamingPeriodDetector(self.log_every, every=detect_every)
+        self.sharpness, self.sharpness_every = None, int(sharpness_every)
+        if self.sharpness_every:
+            if not sharpness_batches:
+                raise ValueError("sharpness_every > 0 needs sharpness_batches=[(x, y), ...]")
+            self.sharpness = SharpnessProbe(model, self.watch.params, sharpness_batches, max_iter=sharpness_iters,
+                                            seed=sharpness_seed, loss_fn=loss_fn or F.cross_entropy)
+        self.verbose = verbose
+        self.iteration = 0
+        self.diverged: str | None = None
+        self._probe = self._pending = None
+        self._stepped = self._warned = self._closed = False
+        self._handles = [optimizer.register_step_pre_hook(self._pre_step),
+                         optimizer.register_step_post_hook(self._post_step)]
+        if verbose:
+            joint = len(self.names) - len(self.groups.individual)
+            print(f"SIMonitor: {len(self.names)} SI tensors ({joint} SI only jointly), "
+                  f"{sum(self.watch.sizes):,} weights; not SI: {len(self.groups.other)} trained tensors",
+                  file=sys.stderr)
+
+    def _map_groups(self, optimizer) -> list[int]:
+        """Index (into :attr:`si_group_indices`) of the parameter group of each SI tensor."""
+        where = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+        missing = [n for n, p in zip(self.names, self.watch.params) if id(p) not in where]
+        if missing:
+            raise ValueError(f"SIMonitor: the optimizer does not train the SI parameters {missing}; "
+                             "pass the optimizer that trains them")
+        self.si_group_indices = sorted({where[id(p)] for p in self.watch.params})
+        return [self.si_group_indices.index(where[id(p)]) for p in self.watch.params]
+
+    # ------------------------------------------------------------------ hooks
+    def _is_record(self, t: int) -> bool:
+        return t % self.log_every == 0 or t == self.last_step
+
+    def hyper_rows(self) -> list[list[Hyper]]:
+        """The Hyper of each SI group at every record (before the log began: its first entry)."""
+        n = len(self.recorder.steps)
+        if not self.hyper_log:
+            return [self.hypers()] * n
+        starts = [i for i, _ in self.hyper_log] + [n]
+        rows = [self.hyper_log[0][1]] * max(starts[0], 0)
+        for (i, hs), end in zip(self.hyper_log, starts[1:]):
+            rows += [hs] * (end - max(i, 0))
+        return rows[:n]
+
+    def hypers(self) -> list[Hyper]:
+        """The current :class:`nets.monitor_theory.Hyper` of each parameter group holding SI tensors."""
+        return [read_hyper(self.optimizer, self.optimizer.param_groups[i], self.decoupled_weight_decay)
+                for i in self.si_group_indices]
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        if self._pending is not None:       # the previous recorded step got no mon.step(): no loss
+            self._finalize(None, None, None)
+        t = self.iteration
+        if self.sharpness is not None and t % self.sharpness_every == 0:
+            lr = self.hypers()[self._group_of[0]].lr
+            self.recorder.add_sharpness(self.sharpness.measure(t, lr))     # at x_t, before the step
+        if self._is_record(t):
+            self._probe = (t, StepProbe(self.watch), self.hypers())
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        self.iteration += 1
+        self._stepped = True
+        if self._probe is not None:
+            self._pending, self._probe = self._probe, None
+
+    # ------------------------------------------------------------------ recording
+    def step(self, loss=None, accuracy=None, *, epoch: int | None = None) -> list[float] | None:
+        """Give the monitor the loss (and accuracy) of the optimizer step just made.
+
+        Call it after ``optimizer.step()``. Returns the recorded row
+        (:data:`nets.metrics.STEP_COLUMNS`) on recorded steps, else None. Raises
+        :class:`TrainingDiverged` when the loss or the SI norm is not finite.
+        """
+        if not self._stepped:
+            if not self._warned:
+                warnings.warn("SIMonitor.step() called without an optimizer step since the last call; "
+                              "call it after optimizer.step()", stacklevel=2)
+                self._warned = True
+            return None
+        self._stepped = False
+        return None if self._pending is None else self._finalize(loss, accuracy, epoch)
+
+    def _finalize(self, loss, accuracy, epoch) -> list[float]:
+        t, probe, hypers = self._pending
+        self._pending = None
+        dev = probe.before.device
+        if epoch is None:
+            epoch = t // self.steps_per_epoch if self.steps_per_epoch else -1
+        h = hypers[self._group_of[0]]
+        row = self.recorder.add_step(
+            iteration=t, epoch=epoch, lr=h.lr,
+            loss_acc=torch.stack([_scalar(loss, dev), _scalar(accuracy, dev)]), probe=probe,
+            after=self.watch.flat(), norm_scale=1.0 if self.norm_scale is None else self.norm_scale(t),
+            effective_lr_fn=None if h.kind in ("sgd", "other") else (lambda lr, rho: effective_lr(h, rho)))
+        if not self.hyper_log or self.hyper_log[-1][1] != hypers:
+            self.hyper_log.append((len(self.recorder.steps) - 1, hypers))
+        bad = ("loss", row[3]) if loss is not None and not _finite(row[3]) else (
+            ("SI weight norm", row[5]) if not _finite(row[5]) else None)
+        if bad is not None:
+            self.diverged = f"{bad[0]} is {bad[1]} at iteration {t}: training diverged; lower the learning rate"
+            raise TrainingDiverged(self.diverged)
+        if t % self.log_every == 0:
+            new, _ = self.detector.append(row[6], row[3])
+            if new and self.verbose:
+                print(f"SIMonitor: destabilisation at iteration {', '.join(map(str, new))} "
+                      f"(detected at {t})", file=sys.stderr)
+        return row
+
+    def flush(self) -> None:
+        """Record a pending step that got no :meth:`step` call (its loss stays NaN)."""
+        if self._pending is not None:
+            self._finalize(None, None, None)
+
+    # ------------------------------------------------------------------ results
+    def summary(self) -> dict:
+        """Periods, regime and the per-tensor table of what was recorded (see
+        :func:`nets.monitor_report.analyse_monitor`)."""
+        from .monitor_report import analyse_monitor
+        self.flush()
+        return analyse_monitor(self)
+
+    def table(self) -> str:
+        """The per-tensor table with the total and the regime, as text."""
+        from .monitor_regime import format_table
+        s = self.summary()
+        return format_table(s["layers"] + [s["total"]], s["regime"])
+
+    def close(self) -> dict:
+        """Stop monitoring (remove the hooks), write the files to ``out`` and return :meth:`summary`."""
+        from .monitor_report import write_monitor_outputs
+        if not self._closed:
+            for h in self._handles:
+                h.remove()
+            self._closed = True
+        summary = self.summary()
+        if self.out is not None:
+            write_monitor_outputs(self.out, self, summary)
+        return summary
+
+    def __enter__(self) -> "SIMonitor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.diverged is None and exc[0] is None:
+            self.close()
+        else:                                 # keep what was recorded, do not mask the exception
+            try:
+                self.close()
+            except Exception:                 # noqa: BLE001
+                pass
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Iteration count and hyper-parameter log (the recorder has its own state)."""
+        return {"iteration": self.iteration,
+                "hyper_log": [[i, [h.to_dict() for h in hs]] for i, hs in self.hyper_log]}
+
+    def load_state_dict(self, state: dict, recorder_state: dict | None = None) -> None:
+        """Continue from :meth:`state_dict` (and a :meth:`Recorder.state_dict`); the online
+        detector is rebuilt from the recorded rows."""
+        if recorder_state is not None:
+            self.recorder.load_state_dict(recorder_state)
+        self.iteration = int(state.get("iteration", self.iteration))
+        self.hyper_log = [(int(i), [Hyper(**d) for d in hs]) for i, hs in state.get("hyper_log", [])]
+        every = self.detector.every
+        self.detector = StreamingPeriodDetector(self.log_every, every=0)
+        for row in self.recorder.steps:
+            if int(row[0]) % self.log_every == 0:
+                self.detector.append(row[6], row[3])
+        self.detector.every = every
+        self._probe = self._pending = None
+        self._stepped = False
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+if __name__ == "__main__":
+    from .monitor_demo import main
+
+    raise SystemExit(main())
