@@ -10,7 +10,9 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 * ``metrics.npz``  -- both tables and the per-layer norm matrix;
 * ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`),
   where the network died if it did (``summary.collapse``), and, with sharpness measurements,
-  eta*lambda_max before each destabilisation vs 2(1+mu);
+  eta*lambda_max before each destabilisation vs 2(1+mu) and the forecast of each next
+  destabilisation from the critical norm (``summary.forecast``, :mod:`nets.forecast`); the
+  speed (``elapsed_s``, ``iters_per_s``, ``images_per_s``, ``device``);
 * ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
 * ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
@@ -34,6 +36,7 @@ from simulate.io import Progress, write_csv, write_json, write_npz
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import DEFAULT_NOTES, TrainConfig
 from .data import load_data
+from .forecast import forecast_destabilisations
 from .report import analyse_run, stability_at_destabilisations
 from .si import SIGroups
 from .trainer import Trainer, TrainingDiverged, resolve_device
@@ -128,7 +131,10 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
               si_names=np.array(result.si_groups.si))
     write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
                                           "completed": result.completed, "diverged": result.diverged,
-                                          "iterations": result.iterations})
+                                          "iterations": result.iterations, "elapsed_s": result.elapsed_s,
+                                          "iters_per_s": result.iters_per_s,
+                                          "images_per_s": result.iters_per_s * result.config.batch_size,
+                                          "device": result.device})
     if len(result.steps["iteration"]) > 1:
         plot_run(run_dir / "plot.png", result.steps, result.evals, result.period_summary, title,
                  sharpness=result.sharpness,
@@ -209,6 +215,9 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     if sharpness is not None:
         summary["stability"] = stability_at_destabilisations(sharpness, summary["event_iterations"],
                                                              config.momentum)
+        if summary.get("wd_mode") == "wd" and config.wd_si > 0:
+            summary["forecast"] = forecast_destabilisations(steps, sharpness, summary["event_iterations"],
+                                                            config.lr, config.wd_si, config.momentum)
     result = RunResult(config=config, run_dir=run_dir, si_groups=trainer.groups, steps=steps,
                        layer_norms=layer_norms, evals=evals, periods=periods, period_summary=summary,
                        completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,

@@ -27,8 +27,8 @@ from .config import TrainConfig
 PROG = "python -m nets.sweep"
 ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_length", "norm_ratio",
             "predicted_length", "measured_frequency", "predicted_frequency", "measured_over_predicted",
-            "final_test_acc", "sharpness_peak_over_threshold", "collapsed_at", "completed", "diverged",
-            "run_dir")
+            "final_test_acc", "sharpness_peak_over_threshold", "forecast_median_error_fraction",
+            "forecast_median_abs_error_fraction", "collapsed_at", "completed", "diverged", "run_dir")
 
 __all__ = ["run_sweep", "sweep_configs", "build_parser", "main"]
 
@@ -64,6 +64,9 @@ def _row(cfg: TrainConfig, run_dir: Path) -> dict:
             "final_test_acc": acc,
             "sharpness_peak_over_threshold": _nan_if_none(
                 s.get("stability", {}).get("median_peak_over_threshold")),
+            "forecast_median_error_fraction": _nan_if_none(s.get("forecast", {}).get("median_error_fraction")),
+            "forecast_median_abs_error_fraction": _nan_if_none(
+                s.get("forecast", {}).get("median_abs_error_fraction")),
             "collapsed_at": _nan_if_none(s.get("collapse", {}).get("iteration")),
             "completed": bool(rep.get("completed")),
             "diverged": bool(rep.get("diverged")), "run_dir": str(run_dir)}
@@ -120,9 +123,9 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
 
 
 def build_parser() -> CliParser:
-    from .train import add_config_arguments
+    from .train import PresetParser, add_config_arguments
 
-    p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[0].split("--", 1)[1].strip())
+    p = PresetParser(prog=PROG, description=__doc__.split("\n\n", 1)[0].split("--", 1)[1].strip())
     p.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates to compare")
     p.add_argument("--wds", type=float, nargs="+", default=None,
                    help="weight decays to compare (default: --wd); the sweep is the grid lrs x wds")
@@ -161,6 +164,8 @@ def main(argv=None) -> int:
               f"test acc {r['final_test_acc']:.3f}"
               + (f", eta*lambda_max/threshold before jumps {r['sharpness_peak_over_threshold']:.2f}"
                  if math.isfinite(r["sharpness_peak_over_threshold"]) else "")
+              + (f", forecast error {100 * r['forecast_median_error_fraction']:+.0f}% of the period"
+                 if math.isfinite(r["forecast_median_error_fraction"]) else "")
               + (f", dead from iteration {r['collapsed_at']:.0f}" if math.isfinite(r["collapsed_at"]) else ""))
     if not completed:
         print(f"interrupted; continue with the same command and --sweep-dir {sweep_dir}")

@@ -13,12 +13,25 @@ from dataclasses import fields
 
 from simulate.io import CliParser, cli_fail
 
-from .config import DATASETS, MODELS, MODES, WD_GROUPS, TrainConfig
+from .data import resolve_data_dir
+
+from .config import DATASETS, MODELS, MODES, PAPER_PRESET, WD_GROUPS, TrainConfig
 
 PROG = "python -m nets.train"
 _D = {f.name: f.default for f in fields(TrainConfig)}
 
-__all__ = ["build_parser", "add_config_arguments", "config_from_args", "main"]
+__all__ = ["build_parser", "add_config_arguments", "config_from_args", "main", "PresetParser"]
+
+
+class PresetParser(CliParser):
+    """A :class:`CliParser` on which ``--paper`` makes :data:`nets.config.PAPER_PRESET` the
+    defaults before parsing, so that flags given explicitly still override it."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        if any(len(a) > 3 and "--paper".startswith(a) for a in args):   # argparse accepts a prefix
+            self.set_defaults(**PAPER_PRESET)
+        return super().parse_known_args(args, namespace)
 
 
 def _pos_float(s: str) -> float:
@@ -48,6 +61,12 @@ _nonneg_int, _pos_int = _int_at_least(0), _int_at_least(1)
 
 def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     """The TrainConfig options (shared by ``nets.train`` and ``nets.sweep``)."""
+    g = p.add_argument_group("preset")
+    g.add_argument("--paper", action="store_true",
+                   help="the authors' CIFAR-10 setting (nets.config.PAPER_PRESET): ConvNet width 32 at its "
+                        "default init, last layer at norm 10 frozen with its random bias, batch 128 keeping "
+                        "the last partial batch, lambda 1e-3, eta 1, momentum 0, no augmentation, full-pass "
+                        "train loss; flags given explicitly override it (e.g. --lr, --epochs, --data-dir)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODELS, default=_D["model"], help="architecture (default %(default)s)")
     g.add_argument("--mode", choices=MODES, default=_D["mode"],
@@ -55,13 +74,18 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                         "practical: everything trained (default %(default)s)")
     g.add_argument("--width", type=_pos_int, default=_D["width"],
                    help="channels of the first stage (paper: 32 ConvNet, 64 ResNet-18; default %(default)s)")
+    g.add_argument("--keep-last-bias", action="store_true",
+                   help="si mode: freeze the ConvNet's last-layer bias at its random init (authors) instead of 0")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=_D["dataset"], help="default %(default)s")
     g.add_argument("--data-dir", default=None,
-                   help="folder holding cifar-10-batches-py/ or cifar-100-python/ (python version)")
+                   help="folder holding cifar-10-batches-py/ or cifar-100-python/ (python version), or a "
+                        "pack from 'python -m nets.data pack' (default: $SIBN_DATA_DIR); get the data "
+                        "with 'python -m nets.data download cifar10 DIR'")
     g.add_argument("--image-size", type=_pos_int, default=None,
                    help="input size (default: 16 digits, 32 CIFAR, 8 synthetic)")
     g.add_argument("--train-subset", type=_nonneg_int, default=0, help="use the first N train images (0: all)")
+    g.add_argument("--test-subset", type=_nonneg_int, default=0, help="use the first N test images (0: all)")
     g.add_argument("--augment", action="store_true", help="random crop (padding 4) + horizontal flip")
     g = p.add_argument_group("optimisation")
     if not sweep:
@@ -71,6 +95,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="parameter groups that get WD (default %(default)s)")
     g.add_argument("--momentum", type=float, default=_D["momentum"], help="heavy-ball momentum (default 0)")
     g.add_argument("--batch-size", type=_pos_int, default=_D["batch_size"], help="default %(default)s")
+    g.add_argument("--keep-last-batch", dest="drop_last", action="store_false",
+                   help="keep each epoch's last partial batch (default: drop it)")
     g.add_argument("--wrs-norm", type=_pos_float, default=None,
                    help="instead of WD on the SI group, rescale it to this total norm after each step")
     g.add_argument("--exp-lr", action="store_true",
@@ -85,6 +111,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="record step metrics every k iterations (default %(default)s)")
     g.add_argument("--eval-every", type=int, default=_D["eval_every"],
                    help="test evaluation every k iterations (0: every epoch, -1: never)")
+    g.add_argument("--full-train-eval", action="store_true",
+                   help="at each evaluation also the paper's train loss: a full pass over the train set at "
+                        "fixed weights, train-mode BN (columns train_loss_full, train_acc_full of evals.csv)")
     g.add_argument("--checkpoint-every", type=_nonneg_int, default=_D["checkpoint_every"],
                    help="iterations between checkpoints (0: only at the end; default %(default)s)")
     g.add_argument("--sharpness-every", type=_nonneg_int, default=_D["sharpness_every"], metavar="K",
@@ -107,7 +136,7 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
 
 
 def build_parser() -> CliParser:
-    p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
+    p = PresetParser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p)
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -122,6 +151,8 @@ def config_from_args(args: argparse.Namespace, **override) -> TrainConfig:
     kw = {k: v for k, v in vars(args).items() if k in names}
     if getattr(args, "keep_init_norm", False):
         kw["init_si_norm"] = None
+    if kw.get("dataset", "").startswith("cifar"):
+        kw["data_dir"] = resolve_data_dir(kw.get("data_dir"))    # recorded in config.json as used
     kw.update(override)
     return TrainConfig(**kw)
 
@@ -132,6 +163,7 @@ def _explicit(argv, flag: str) -> bool:
 
 def main(argv=None) -> int:
     from .data import DataError
+    from .forecast import forecast_line
     from .report import collapse_line, period_line, stability_line
     from .run import resume_training, run_training
     from .trainer import TrainingDiverged
@@ -158,6 +190,8 @@ def main(argv=None) -> int:
         print(collapse_line(res.period_summary["collapse"]))
     if "stability" in res.period_summary:
         print(stability_line(res.period_summary["stability"]))
+    if "forecast" in res.period_summary:
+        print(forecast_line(res.period_summary["forecast"]))
     if not res.completed:
         print(f"interrupted at iteration {res.iterations}; continue with: {PROG} --resume {res.run_dir}")
         return 130
