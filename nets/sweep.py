@@ -25,12 +25,12 @@ from simulate.io import CliParser, cli_fail, write_csv, write_json
 from .config import TrainConfig
 
 PROG = "python -m nets.sweep"
-ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_length", "norm_ratio",
+ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "images_per_s", "n_periods", "mean_length", "std_length", "norm_ratio",
             "predicted_length", "measured_frequency", "predicted_frequency", "measured_over_predicted",
             "final_test_acc", "sharpness_peak_over_threshold", "forecast_median_error_fraction",
             "forecast_median_abs_error_fraction", "collapsed_at", "completed", "diverged", "run_dir")
 
-__all__ = ["run_sweep", "sweep_configs", "build_parser", "main"]
+__all__ = ["run_sweep", "sweep_configs", "sweep_row", "build_parser", "main", "ROW_KEYS"]
 
 
 def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = False) -> list[TrainConfig]:
@@ -47,7 +47,7 @@ def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = Fals
     return out
 
 
-def _row(cfg: TrainConfig, run_dir: Path) -> dict:
+def sweep_row(cfg: TrainConfig, run_dir: Path) -> dict:
     """The sweep row of a finished (or interrupted) run, read back from its files."""
     rep = json.loads((run_dir / "periods.json").read_text())
     s = rep["summary"]
@@ -60,7 +60,8 @@ def _row(cfg: TrainConfig, run_dir: Path) -> dict:
             acc = float(lines[-1].split(",")[header.index("test_acc")])
 
     return {"lr": cfg.lr, "wd": cfg.wd, "eta_lam": cfg.lr * cfg.wd, "iters": rep.get("iterations"),
-            "n_periods": s.get("n_periods", 0), **{k: _nan_if_none(s.get(k)) for k in ROW_KEYS[5:12]},
+            "images_per_s": _nan_if_none(rep.get("images_per_s")),
+            "n_periods": s.get("n_periods", 0), **{k: _nan_if_none(s.get(k)) for k in ROW_KEYS[6:13]},
             "final_test_acc": acc,
             "sharpness_peak_over_threshold": _nan_if_none(
                 s.get("stability", {}).get("median_peak_over_threshold")),
@@ -110,7 +111,7 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
                 completed = res.completed
             except TrainingDiverged:    # recorded as a row without periods; the sweep goes on
                 pass
-        rows.append(_row(cfg, run_dir))
+        rows.append(sweep_row(cfg, run_dir))
         if not completed:
             break
     write_csv(sweep_dir / "sweep.csv", {k: [r[k] for r in rows] for k in ROW_KEYS})
