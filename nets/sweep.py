@@ -30,7 +30,8 @@ ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "images_per_s", "n_periods", "mean_l
             "final_test_acc", "sharpness_peak_over_threshold", "forecast_median_error_fraction",
             "forecast_median_abs_error_fraction", "collapsed_at", "completed", "diverged", "run_dir")
 
-__all__ = ["run_sweep", "sweep_configs", "sweep_row", "build_parser", "main", "ROW_KEYS"]
+__all__ = ["run_sweep", "run_or_resume", "is_finished", "run_tag", "sweep_configs", "sweep_row", "build_parser", "main",
+           "ROW_KEYS"]
 
 
 def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = False) -> list[TrainConfig]:
@@ -78,8 +79,33 @@ def _nan_if_none(v):
     return float("nan") if v is None else v
 
 
-def _tag(cfg: TrainConfig) -> str:
+def run_tag(cfg: TrainConfig) -> str:
+    """Name of a run's sub-directory in a sweep directory: ``lr<eta>_wd<lambda>``."""
     return f"lr{cfg.lr:g}_wd{cfg.wd:g}"
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when the run in ``run_dir`` has completed or diverged (nothing left to train)."""
+    done = Path(run_dir) / "periods.json"
+    return done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged"))
+
+
+def run_or_resume(cfg: TrainConfig, run_dir: str | Path) -> bool:
+    """Run ``cfg`` in ``run_dir``, or continue it from its checkpoint, or do nothing if it is
+    finished (completed or diverged). Returns False when it was interrupted (call again)."""
+    from .checkpoint import CHECKPOINT_NAME
+    from .run import resume_training, run_training
+    from .trainer import TrainingDiverged
+
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        return True
+    try:
+        if (run_dir / CHECKPOINT_NAME).exists():
+            return resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet).completed
+        return run_training(cfg, run_dir=run_dir).completed
+    except TrainingDiverged:    # recorded as a row without periods; the sweep goes on
+        return True
 
 
 def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[dict], bool]:
@@ -88,29 +114,15 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
     Returns ``(rows, completed)``; ``completed`` is False when a run was interrupted (the sweep
     then stops; call again to continue).
     """
-    from .checkpoint import CHECKPOINT_NAME
     from .plots import plot_sweep
-    from .run import resume_training, run_training
-    from .trainer import TrainingDiverged
 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "sweep_config.json", {"runs": [c.to_dict() for c in configs]})
     rows, completed = [], True
     for cfg in configs:
-        run_dir = sweep_dir / _tag(cfg)
-        done = run_dir / "periods.json"
-        if done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged")):
-            pass
-        else:
-            try:
-                if (run_dir / CHECKPOINT_NAME).exists():
-                    res = resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet)
-                else:
-                    res = run_training(cfg, run_dir=run_dir)
-                completed = res.completed
-            except TrainingDiverged:    # recorded as a row without periods; the sweep goes on
-                pass
+        run_dir = sweep_dir / run_tag(cfg)
+        completed = run_or_resume(cfg, run_dir)
         rows.append(sweep_row(cfg, run_dir))
         if not completed:
             break
