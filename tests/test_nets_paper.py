@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from nets.augment import EpochSampler
 from nets.config import PAPER_PRESET, TrainConfig, paper_config
-from nets.data import make_synthetic
+from nets.data import load_digits, make_synthetic
 from nets.metrics import evaluate, full_pass_train_loss
 from nets.models import build_model
 from nets.trainer import Trainer
@@ -152,3 +152,17 @@ def test_trainer_records_the_full_pass_train_loss_at_each_evaluation():
     plain = Trainer(TrainConfig(dataset="synthetic", width=2, batch_size=32, iters=3, eval_every=3, threads=1), data)
     plain.run()
     assert math.isnan(plain.recorder.arrays()[2]["train_loss_full"][0])
+
+
+def test_default_notes_state_the_measured_init_norms():
+    """DEFAULT_NOTES: the width-16 default init norm (analytic) and where the first step throws it."""
+    from nets.config import DEFAULT_NOTES
+
+    mean, _ = _expected_sq_norm(build_model("convnet", width=16, in_channels=1, input_size=16))
+    assert f"rho_0 = sqrt(sum of c_out/3) = {math.sqrt(mean):.1f}" in DEFAULT_NOTES
+    for init, stated in ((None, "~41"), (20.0, "~27.5")):
+        cfg = TrainConfig(init_si_norm=init, wd=1e-3, iters=1, record_every=1, eval_every=-1, threads=1)
+        tr = Trainer(cfg, load_digits(16))
+        tr.run()
+        rho1 = float(tr.watch.norm())
+        assert stated in DEFAULT_NOTES and rho1 == pytest.approx(float(stated[1:]), rel=0.05), (init, rho1)
