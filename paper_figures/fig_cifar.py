@@ -10,14 +10,19 @@ the spacing of the detected destabilisations), predicted from the measured norm 
 destabilisation from the critical norm (:mod:`nets.forecast`, no future data).
 
 The experiment is one :class:`CifarExperiment` per mode in :data:`PRESETS`. Its runs are the
-existing :mod:`nets.sweep` machinery (``run_or_resume``): cached under ``OUT/cifar_runs/<mode>/``,
-an interrupted command continues where it stopped, ``workers`` runs at a time (one process and
+existing :mod:`nets.sweep` machinery (``run_or_resume``): cached under
+``OUT/cifar_runs/<mode>-<hash of the preset>/``, an interrupted (Ctrl-C, SIGTERM) command
+continues where it stopped, ``workers`` runs at a time (one process and
 ``threads`` CPU threads each: on 2 cores two one-thread runs beat one two-thread run).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import multiprocessing as mp
+import signal
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,13 +44,13 @@ class CifarExperiment:
     images: small enough that the network fits them (the paper: a net that never reaches a low
     train loss stays in phase A and never destabilises), large enough to be real data;
     ``test_subset`` -- test images per evaluation; ``lrs`` at weight decay ``wd`` plus the equal-product
-    ``twin`` (eta, lambda); ``iters`` -- length of every run, or with ``scale_length`` of the run
-    with the largest eta*lambda, every other run getting ``iters * max(eta*lambda) / (eta*lambda)``
-    (the same number of periods, period ~ 1/(eta*lambda); but the first phase, fitting the
-    training set, takes about the same number of epochs at every eta*lambda, so equal lengths
-    suit a CPU budget better); ``sharpness_every`` scales the same way. ``init_si_norm`` rescales
-    the SI weights at init (None: the default init); the twin starts at the same norm, so it
-    tests that the periodic regime depends on eta*lambda alone, not a trajectory equivalence.
+    ``twin`` (eta, lambda); every run lasts ``fit_iters + iters * f`` iterations, where
+    ``fit_iters`` covers the first phase (fitting the training set: about the same number of epochs
+    at every eta*lambda) and, with ``scale_length``, ``f = max(eta*lambda) / (eta*lambda)`` (else 1)
+    gives every run about the same number of periods (period ~ 1/(eta*lambda)). ``sharpness_every``
+    (the forecast's measurements, :mod:`nets.forecast`) is the same for every run. ``init_si_norm``
+    rescales the SI weights at init (None: the default init); the twin starts at the same norm, so
+    it tests that the periodic regime depends on eta*lambda alone, not a trajectory equivalence.
     """
 
     width: int
@@ -61,6 +66,7 @@ class CifarExperiment:
     sharpness_batches: int
     sharpness_iters: int
     init_si_norm: float | None
+    fit_iters: int = 0
     scale_length: bool = False
     batch_size: int = 128
     workers: int = 2
@@ -81,9 +87,10 @@ class CifarExperiment:
             out.append(TrainConfig(
                 model="convnet", mode="si", dataset="cifar10", data_dir=data_dir, width=self.width,
                 train_subset=self.train_subset, test_subset=self.test_subset, batch_size=self.batch_size,
-                lr=eta, wd=lam, iters=int(math.ceil(self.iters * f)), record_every=self.record_every,
-                eval_every=self.eval_every, full_train_eval=True, init_si_norm=self.init_si_norm,
-                sharpness_every=int(round(self.sharpness_every * f)), sharpness_batches=self.sharpness_batches,
+                lr=eta, wd=lam, iters=self.fit_iters + int(math.ceil(self.iters * f)),
+                record_every=self.record_every, eval_every=self.eval_every, full_train_eval=True,
+                init_si_norm=self.init_si_norm, sharpness_every=self.sharpness_every,
+                sharpness_batches=self.sharpness_batches,
                 sharpness_iters=self.sharpness_iters, checkpoint_every=1000, threads=self.threads, quiet=True))
         return sorted(out, key=lambda c: -c.iters)
 
@@ -92,13 +99,28 @@ class CifarExperiment:
 #: paper's width-32 ConvNet on all 50,000 images at lambda = 1e-3, GPU-sized.
 PRESETS = {
     "quick": CifarExperiment(width=8, train_subset=2000, test_subset=1000, wd=1e-3, lrs=(1.0, 2.0, 3.0),
-                             twin=(1.0, 2e-3), iters=3000, record_every=5, eval_every=500,
-                             sharpness_every=150, sharpness_batches=1, sharpness_iters=12, init_si_norm=20.0),
+                             twin=(1.0, 2e-3), fit_iters=1200, iters=1000, scale_length=True, record_every=5,
+                             eval_every=500, sharpness_every=150, sharpness_batches=1, sharpness_iters=12,
+                             init_si_norm=20.0),
     "full": CifarExperiment(width=32, train_subset=0, test_subset=0, wd=1e-3, lrs=(0.5, 1.0, 2.0),
-                            twin=(1.0, 2e-3), iters=60_000, record_every=10, eval_every=2000,
-                            sharpness_every=250, sharpness_batches=2, sharpness_iters=20, init_si_norm=None,
-                            scale_length=True, workers=1, threads=0),
+                            twin=(1.0, 2e-3), fit_iters=20_000, iters=40_000, scale_length=True, record_every=10,
+                            eval_every=2000, sharpness_every=250, sharpness_batches=2, sharpness_iters=20,
+                            init_si_norm=None, workers=1, threads=0),
 }
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def experiment_dir(out: Path, mode: str, exp: CifarExperiment) -> Path:
+    """``OUT/cifar_runs/<mode>-<hash of the experiment>``: a changed preset never reuses old runs."""
+    digest = hashlib.sha1(json.dumps(asdict(exp), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(out) / "cifar_runs" / f"{mode}-{digest}"
 
 
 def _worker(cfg_dict: dict, run_dir: str) -> None:
@@ -118,6 +140,7 @@ def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list
     sweep_dir.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
     queue, running = [c for c in configs if not is_finished(sweep_dir / run_tag(c))], []
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         while queue or running:
             running = [p for p in running if p.is_alive()]
@@ -128,10 +151,16 @@ def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list
                 running.append(p)
             if running:
                 running[0].join(timeout=0.5)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:           # Ctrl-C (the workers got it too) or SIGTERM (forwarded here)
+        for p in running:
+            if p.is_alive():
+                p.terminate()           # SIGTERM: the run stops after its current step and checkpoints
         for p in running:
             p.join()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     rows, completed = run_sweep(configs, sweep_dir)    # everything is finished: only collects and plots
     if not completed:
         raise KeyboardInterrupt
@@ -140,8 +169,6 @@ def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list
 
 def _run_record(cfg, row: dict, run_dir: Path) -> tuple[dict, dict]:
     """The JSON record of one run and its arrays (norm trace, events, forecasts)."""
-    import json
-
     rep = json.loads((run_dir / "periods.json").read_text())
     s = rep["summary"]
     fc = s.get("forecast", {})
@@ -228,7 +255,7 @@ def make(out: Path, quick: bool, data_dir: str | None = None) -> FigureResult:
     load_cifar("cifar10", data_dir)                  # the one-line DataError before any work
     from nets.sweep import run_tag
 
-    sweep_dir = out / "cifar_runs" / mode
+    sweep_dir = experiment_dir(out, mode, exp)
     rows = {(r["lr"], r["wd"]): r for r in run_experiment(exp, data_dir, sweep_dir)}
     configs = {(c.lr, c.wd): c for c in exp.configs(data_dir)}
     records, arrays = [], []

@@ -23,8 +23,8 @@ def test_presets_are_valid_and_hold_an_equal_product_twin():
         top = max(products)
         for c in cfgs:   # scale_length: every run spans the same number of periods (iters ~ 1/(eta*lam))
             f = top / (c.lr * c.wd) if exp.scale_length else 1.0
-            assert c.iters == pytest.approx(exp.iters * f, rel=1e-3)
-            assert c.sharpness_every == pytest.approx(exp.sharpness_every * f, rel=1e-2)
+            assert c.iters - exp.fit_iters == pytest.approx(exp.iters * f, rel=1e-3)
+            assert c.sharpness_every == exp.sharpness_every
             assert c.full_train_eval and c.image_size is None and c.dataset == "cifar10"
 
 
@@ -45,7 +45,8 @@ def test_cifar_experiment_end_to_end_on_fake_data_and_resumes(tmp_path, monkeypa
             assert key in r
         assert r["subset"] == 96 and r["width"] == 2
     assert "twin_length_ratio" in s and s["experiment"]["lrs"] == [0.5, 1.0, 1.5]
-    first = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "cifar_runs" / "quick").glob("*/metrics.npz")}
+    runs_dir = fig_cifar.experiment_dir(tmp_path / "out", "quick", TINY)
+    first = {p: p.stat().st_mtime_ns for p in runs_dir.glob("*/metrics.npz")}
     assert len(first) == 4
     assert main(args) == 0                            # finished runs are reused, not trained again
     assert {p: p.stat().st_mtime_ns for p in first} == first
