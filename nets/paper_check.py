@@ -21,6 +21,7 @@ so give the GPU at least a few minutes; on a CPU use a tiny ``--width`` and ``--
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import signal
 import sys
@@ -56,8 +57,10 @@ def _train(cfg_dict: dict, run_dir: str) -> None:
     run_training(TrainConfig.from_dict(cfg_dict), run_dir=run_dir)
 
 
-def run_check(configs: list, out: Path, seconds: float, *, keep_checkpoints: bool = False) -> dict:
-    """Train every config concurrently for ``seconds`` of wall time; return the summary written."""
+def run_check(configs: list, out: Path, seconds: float, *, keep_checkpoints: bool = False,
+              command: str = PROG) -> dict:
+    """Train every config concurrently for ``seconds`` of wall time; return the summary written
+    (``command`` is recorded in it)."""
     from .checkpoint import CHECKPOINT_NAME
     from .plots import plot_sweep
     from .sweep import ROW_KEYS, sweep_row
@@ -95,9 +98,8 @@ def run_check(configs: list, out: Path, seconds: float, *, keep_checkpoints: boo
             (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     done = [r for r in rows if "note" not in r]
     device = _device_name(configs[0])
-    summary = {"command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG, "device": device,
-               "wall_s": wall, "budget_s": seconds, "interrupted": interrupted,
-               "total_images_per_s": sum(r["images_per_s"] for r in done if r["images_per_s"] == r["images_per_s"]),
+    summary = {"command": command, "device": device, "wall_s": wall, "budget_s": seconds, "interrupted": interrupted,
+               "total_images_per_s": sum(r["images_per_s"] for r in done if math.isfinite(r["images_per_s"])),
                "config": {k: v for k, v in configs[0].to_dict().items() if k not in ("lr", "iters")},
                "rows": rows}
     write_json(out / "summary.json", summary)
@@ -156,7 +158,8 @@ def main(argv=None) -> int:
     from .data import DataError, load_data
     from .trainer import resolve_device
 
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
     try:
         configs = check_configs(args)
         resolve_device(args.device)
@@ -164,7 +167,8 @@ def main(argv=None) -> int:
     except (DataError, ValueError) as exc:
         cli_fail(PROG, str(exc))
     signal.signal(signal.SIGTERM, _interrupt)     # a `timeout` around the command: stop and summarise
-    s = run_check(configs, Path(args.out), args.seconds, keep_checkpoints=args.keep_checkpoints)
+    s = run_check(configs, Path(args.out), args.seconds, keep_checkpoints=args.keep_checkpoints,
+                  command=" ".join([PROG, *map(str, argv)]))
     print(f"{args.out}: {len(s['rows'])} runs in {s['wall_s']:.0f} s on {s['device']}, "
           f"{s['total_images_per_s']:.0f} images/s in all")
     for r in s["rows"]:
