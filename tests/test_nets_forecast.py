@@ -96,3 +96,18 @@ def test_no_forecast_without_decay_or_valid_sharpness():
     assert np.isnan(fc["forecast"]).all() and np.isnan(fc["critical_norm"][0])
     out = forecast_destabilisations({"iteration": np.arange(3), "si_norm_equiv": np.ones(3)}, sharp, [], 1.0, 1e-3)
     assert out["n"] == 0 and "no complete period" in forecast_line(out)
+
+
+def test_the_reported_forecast_is_issued_after_the_top_of_the_jump():
+    eta, lam, period, rise = 1.0, 2.5e-3, 400, 50
+    steps, sharp, events, alpha = _synthetic_run(eta, lam, lambda t: 100.0, period=period)
+    it = steps["iteration"]
+    phase = it % period
+    top = 30.0 * alpha ** (period - rise)
+    norm = np.where(phase < rise, 10.0 + (top - 10.0) * phase / rise, top * alpha ** (phase - rise))
+    sharp["si_norm"] = norm[sharp["iteration"]]
+    out = forecast_destabilisations({"iteration": it, "si_norm_equiv": norm}, sharp, events, eta, lam)
+    assert out["n"] == len(events) - 1
+    for p in out["periods"]:
+        assert p["top"] == p["start"] + rise
+        assert p["issued"] == p["top"] + (-rise) % 20            # the first measurement (every 20) at/after it
