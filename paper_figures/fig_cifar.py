@@ -180,7 +180,9 @@ def _run_record(cfg, row: dict, run_dir: Path) -> tuple[dict, dict]:
            "measured_over_predicted": s.get("measured_over_predicted"), "forecast_n": fc.get("n", 0),
            **{f"forecast_{k}": fc.get(k) for k in ("median_error_fraction", "median_abs_error_fraction",
                                                    "median_abs_error", "median_last_error_fraction",
-                                                   "median_h_drift")},
+                                                   "median_abs_calibrated_error_fraction",
+                                                   "median_abs_persistence_error_fraction", "median_h_drift",
+                                                   "median_rho_over_rho_c_at_onset")},
            "final_test_acc": row["final_test_acc"],
            "final_train_acc_full": float(z["eval_train_acc_full"][-1]) if len(z["eval_train_acc_full"]) else None,
            "images_per_s": row["images_per_s"], "event_iterations": s.get("event_iterations", [])}
@@ -188,7 +190,9 @@ def _run_record(cfg, row: dict, run_dir: Path) -> tuple[dict, dict]:
               "forecasts": np.array([[f["issued"], f["forecast"], f["onset"], f["period_start"]]
                                      for f in fc.get("all_forecasts", [])], dtype=float).reshape(-1, 4),
               "reported": np.array([[p["issued"], p["forecast"], p["onset"], p["start"]]
-                                    for p in fc.get("periods", [])], dtype=float).reshape(-1, 4)}
+                                    for p in fc.get("periods", [])], dtype=float).reshape(-1, 4),
+              "calibrated": np.array([[p["issued"], p["calibrated_forecast"], p["onset"], p["start"]]
+                                      for p in fc.get("periods", [])], dtype=float).reshape(-1, 4)}
     return rec, arrays
 
 
@@ -223,15 +227,17 @@ def _plot(records: list[dict], arrays: list[dict], title: str):
     ax = axes[2]
     top = 0.0
     for rec, arr, color in zip(records, arrays, colors):
-        for key, ms, alpha in (("forecasts", 3, 0.4), ("reported", 7, 1.0)):
-            f = arr[key]
+        for key, marker, ms, alpha in (("forecasts", "o", 3, 0.4), ("reported", "o", 7, 1.0),
+                                       ("calibrated", "x", 7, 1.0)):
+            f = arr[key][np.isfinite(arr[key][:, 1])] if arr[key].size else arr[key]
             if f.size:
                 actual, fore = (f[:, 2] - f[:, 0]) * rec["eta_lam"], (f[:, 1] - f[:, 0]) * rec["eta_lam"]
-                ax.plot(actual, fore, "o", color=color, ms=ms, alpha=alpha)
+                ax.plot(actual, fore, marker, color=color, ms=ms, alpha=alpha)
                 top = max(top, actual.max(), fore.max())
     ax.plot([0, top or 1], [0, top or 1], "k--", lw=0.8, label="forecast = actual")
     ax.plot([], [], "o", color="gray", ms=7, label="issued after the jump (reported)")
     ax.plot([], [], "o", color="gray", ms=3, alpha=0.4, label="issued later in the period")
+    ax.plot([], [], "x", color="gray", ms=7, label="threshold calibrated on past onsets")
     ax.set(xlabel="ηλ · iterations to the next destabilisation (actual)", ylabel="ηλ · iterations (forecast)",
            title="forecast from ρc = √(ηh/2), latest h")
     ax.grid(alpha=0.3)

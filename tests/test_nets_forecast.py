@@ -111,3 +111,32 @@ def test_the_reported_forecast_is_issued_after_the_top_of_the_jump():
     for p in out["periods"]:
         assert p["top"] == p["start"] + rise
         assert p["issued"] == p["top"] + (-rise) % 20            # the first measurement (every 20) at/after it
+
+
+def test_calibrated_and_persistence_references():
+    """Onsets where rho = 0.7 rho_c: the theory's rule forecasts too early, the threshold learned
+    from past onsets forecasts exactly; periods of equal length: persistence is exact."""
+    eta, lam, period, rise, c = 1.0, 2.5e-3, 400, 40, 0.7
+    alpha = 1 - eta * lam
+    it = np.arange(4 * period + 1)
+    phase = it % period
+    top = 30.0
+    low = top * alpha ** (period - rise)                       # the norm just before each jump
+    norm = np.where(phase < rise, low + (top - low) * phase / rise, top * alpha ** (phase - rise))
+    h = 2 * (low / c) ** 2 / eta                               # rho_c = low / c
+    s_it = np.arange(0, it.size, 20)
+    sharp = {"iteration": s_it, "lr": np.full(s_it.size, eta), "si_norm": norm[s_it],
+             "sphere_sharpness": np.full(s_it.size, h)}
+    events = list(range(0, 4 * period + 1, period))
+    out = forecast_destabilisations({"iteration": it, "si_norm_equiv": norm}, sharp, events, eta, lam)
+    assert out["n"] == 4
+    for k, p in enumerate(out["periods"]):
+        assert p["rho_over_rho_c_at_onset"] == pytest.approx(c)
+        assert p["calibration"] == pytest.approx(c)
+        assert p["error_fraction"] < -0.3                      # rho_c is reached long before the onset
+        assert abs(p["calibrated_forecast"] - p["onset"]) < 1e-6 * period
+        if k == 0:
+            assert math.isnan(p["persistence_forecast"])
+        else:
+            assert p["persistence_forecast"] == p["onset"]
+    assert out["median_abs_calibrated_error_fraction"] < 1e-6 and out["median_abs_persistence_error_fraction"] == 0
