@@ -12,13 +12,16 @@ Python API::
     res = run_training(TrainConfig(iters=2000))      # writes runs/nets-digits-convnet-<time>/
     res.steps["si_norm"], res.evals["test_acc"], res.periods.mean_length, res.period_summary
 
-Command line: ``python -m nets.train --help``, ``python -m nets.sweep --help``.
+Command line: ``python -m nets.train --help``, ``python -m nets.sweep --help``,
+``python -m nets.data --help`` (download / pack CIFAR), ``python -m nets.paper_check --help``.
 
-Modules: config (TrainConfig), data (digits / CIFAR pickles / synthetic), augment (device-side
-batches), models (ConvNet, pre-activation ResNet-18), si (SI groups by testing), metrics,
-monitor (SIMonitor: the measurements, in any loop; monitor_theory, monitor_regime, monitor_report),
-trainer (our loop, measured by SIMonitor), checkpoint, run (run_training / resume_training), report (periods vs
-theory), plots, train (CLI), sweep (LR sweep + CLI).
+Modules: config (TrainConfig, the paper's preset), data (digits / CIFAR pickles and packs /
+synthetic; download, pack), augment (device-side batches), models (ConvNet, pre-activation
+ResNet-18), si (SI groups by testing), metrics, sharpness, forecast (next destabilisation from the
+critical norm), monitor (SIMonitor: the measurements, in any loop; monitor_theory, monitor_regime,
+monitor_report), trainer (our loop, measured by SIMonitor), checkpoint, run (run_training / resume_training), report
+(periods vs theory), plots, train (CLI), sweep (LR sweep + CLI), paper_check (the paper's setting
+at several LRs within a time budget: the one-call GPU check).
 """
 import importlib
 

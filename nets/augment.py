@@ -48,19 +48,25 @@ class EpochSampler:
     """Mini-batches of a tensor data set already on the device, reshuffled every epoch.
 
     One ``randperm`` per epoch on the device; a batch is an ``index_select`` of the images,
-    optionally augmented and then normalised (``x * scale + shift``). Incomplete last batches
-    are dropped (BN statistics of a few images would be noise). Its whole state is
+    optionally augmented and then normalised (``x * scale + shift``). With ``drop_last`` an
+    epoch's incomplete last batch is dropped (``N // B`` batches per epoch); without, it is
+    kept (``ceil(N / B)``, as a PyTorch ``DataLoader`` does by default; a last batch of a single
+    image is refused: train-mode BN cannot normalise it). Its whole state is
     ``(perm, pos, generator state)``, see :meth:`state_dict`.
     """
 
     def __init__(self, x, y, batch_size: int, scale, shift, *, generator: torch.Generator,
-                 augment: bool = False, pad: int = 4):
+                 augment: bool = False, pad: int = 4, drop_last: bool = True):
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
         self.scale, self.shift = scale, shift
         self.generator = generator
         self.augment, self.pad = augment, pad
-        self.batches_per_epoch = x.shape[0] // self.batch_size
+        n = x.shape[0]
+        if not drop_last and n % self.batch_size == 1:
+            raise ValueError(f"{n} training images at batch {self.batch_size} leave a last batch of one "
+                             f"image, which train-mode BN cannot normalise; drop it or change the subset")
+        self.batches_per_epoch = n // self.batch_size if drop_last else -(-n // self.batch_size)
         self.perm: torch.Tensor | None = None
         self.pos = 0
 

@@ -7,15 +7,17 @@ its directory alone.
 The defaults are the CPU demonstration of the periodic behaviour (Lobacheva et al., NeurIPS
 2021, Sec. 3) on scikit-learn's digits: a fully scale-invariant ConvNet of width 16 on the
 digits upsampled to 16x16, batch 128, plain SGD with eta = 1. Two choices differ from the
-paper's CIFAR setup (lambda = 1e-3, rho_0 = the init norm) to fit at least two full periods
-into five minutes on two CPU cores; both only rescale time, see :data:`DEFAULT_NOTES`.
+paper's CIFAR setup (lambda = 1e-3, the default-init SI norm) to fit at least two full periods
+into five minutes on two CPU cores, see :data:`DEFAULT_NOTES`; :data:`PAPER_PRESET` is the
+paper's setup itself.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["TrainConfig", "MODELS", "MODES", "DATASETS", "WD_GROUPS", "OPTIMIZERS", "DEFAULT_NOTES"]
+__all__ = ["TrainConfig", "MODELS", "MODES", "DATASETS", "WD_GROUPS", "OPTIMIZERS", "DEFAULT_NOTES", "PAPER_PRESET",
+           "paper_config"]
 
 MODELS = ("convnet", "resnet18")
 MODES = ("si", "practical")
@@ -24,13 +26,33 @@ WD_GROUPS = ("all", "si", "other", "none")
 OPTIMIZERS = ("sgd", "adamw", "adam")
 
 DEFAULT_NOTES = (
-    "Period length T ~ ln(rho_max/rho_min)/(eta*lam) (theory.stability). Measured here with "
-    "lam = 1e-3: the first descent from the init norm rho_0 = 55 takes ~2,450 iterations, which "
-    "with ~37 it/s leaves too little of a 5-minute budget. The defaults use lam = 3e-3 (eta*lam "
-    "3x larger: every time scale 3x shorter, by the (eta, lam) -> eta*lam equivalence) and start "
-    "the SI weights at total norm 20 (direction unchanged; only shortens the first descent, "
-    "which is not a full period anyway)."
+    "Period length T ~ ln(rho_max/rho_min)/(eta*lam) (theory.stability). The width-16 ConvNet's "
+    "default init has rho_0 = sqrt(sum of c_out/3) = 8.9 (PyTorch's conv init, Var w = 1/(3 fan_in)); "
+    "the first SGD step at eta = 1 throws it to ~41 (the gradient term eta^2 ||grad||^2 of the norm "
+    "recurrence; measured), and with lam = 1e-3 the descent from there to the first destabilisation "
+    "takes too much of a 5-minute budget. The defaults use lam = 3e-3 (eta*lam 3x larger: every "
+    "time scale 3x shorter, by the (eta, lam) -> eta*lam equivalence) and start the SI weights at "
+    "total norm 20 (direction unchanged): the first step then reaches only ~27.5 (measured), which "
+    "shortens the first descent, not a full period anyway."
 )
+
+
+#: The authors' CIFAR-10 setting (Lobacheva et al., NeurIPS 2021, Sec. 3 and App.;
+#: ``docs/paper_setup.md``): the fully scale-invariant ConvNet of width 32 at its default init
+#: (no rescaling of the SI norm), last layer at Frobenius norm 10 and frozen with its random
+#: bias, plain SGD (momentum 0) with batch 128 keeping each epoch's last partial batch (391 steps
+#: per 50,000 images), lambda = 1e-3, no augmentation, the authors' input normalisation
+#: (:data:`nets.data.CIFAR_MEAN`, ``CIFAR_STD``), and the paper's train loss (a full pass over
+#: the training set at each evaluation). eta = 1 is one of the paper's learning rates (1, 0.03,
+#: 0.01, 0.001). ``python -m nets.train --paper`` applies it; explicit flags override.
+PAPER_PRESET = dict(model="convnet", mode="si", width=32, last_layer_norm=10.0, keep_last_bias=True,
+                    dataset="cifar10", image_size=32, augment=False, drop_last=False, batch_size=128,
+                    lr=1.0, wd=1e-3, wd_on="all", momentum=0.0, init_si_norm=None, full_train_eval=True)
+
+
+def paper_config(**overrides) -> "TrainConfig":
+    """:data:`PAPER_PRESET` as a :class:`TrainConfig`, with ``overrides`` (e.g. ``lr``, ``epochs``)."""
+    return TrainConfig(**{**PAPER_PRESET, **overrides})
 
 
 @dataclass
@@ -40,12 +62,15 @@ class TrainConfig:
     Model: ``model`` in {convnet, resnet18}; ``mode`` "si" (BN without affine parameters, last
     layer fixed at Frobenius norm ``last_layer_norm`` and frozen: every trainable weight is SI)
     or "practical" (BN affine, everything trained); ``width`` = channels of the first stage
-    (paper: 32 for the ConvNet, 64 for ResNet-18).
+    (paper: 32 for the ConvNet, 64 for ResNet-18); ``keep_last_bias``: in "si" mode freeze the
+    ConvNet's last-layer bias at its random init (the authors' code) instead of zeroing it.
 
-    Data: ``dataset`` in {digits, cifar10, cifar100, synthetic}; ``data_dir`` for CIFAR;
-    ``image_size`` (None: 16 for digits, 32 for CIFAR, 8 for synthetic); ``train_subset`` keeps
-    the first N training images (0: all); ``augment`` = random crop with ``aug_pad`` padding +
-    horizontal flip.
+    Data: ``dataset`` in {digits, cifar10, cifar100, synthetic}; ``data_dir`` for CIFAR (a folder
+    or a pack, :mod:`nets.data`; None: ``$SIBN_DATA_DIR``); ``image_size`` (None: 16 for digits,
+    32 for CIFAR, 8 for synthetic); ``train_subset`` / ``test_subset`` keep the first N training /
+    test images (0: all); ``augment`` = random crop with ``aug_pad`` padding + horizontal flip;
+    ``drop_last`` drops an epoch's last partial batch (False: keep it, as the authors' loader does:
+    391 steps per 50,000-image epoch at batch 128).
 
     Optimisation: ``optimizer`` "sgd" (the paper's: constant ``lr`` eta, ``wd`` lambda as L2 inside the
     step, heavy-ball ``momentum``), "adamw" (``torch.optim.AdamW``: decoupled WD,
@@ -61,7 +86,9 @@ class TrainConfig:
 
     Length and recording: ``iters`` or ``epochs`` (epochs wins when > 0); step metrics every
     ``record_every`` iterations; test evaluation every ``eval_every`` iterations (0: once per
-    epoch; -1: never); a checkpoint every ``checkpoint_every`` iterations (0: only at the end or
+    epoch; -1: never), on batches of ``eval_batch_size``; with ``full_train_eval`` each evaluation
+    also measures the paper's train loss, a full pass over the training set at fixed weights in
+    train-mode BN (:func:`nets.metrics.full_pass_train_loss`); a checkpoint every ``checkpoint_every`` iterations (0: only at the end or
     on interruption); the sharpness of the SI group (:mod:`nets.sharpness`) every
     ``sharpness_every`` iterations (0: never), on the first ``sharpness_batches`` training
     batches, with at most ``sharpness_iters`` Lanczos steps.
@@ -71,14 +98,17 @@ class TrainConfig:
     mode: str = "si"
     width: int = 16
     last_layer_norm: float = 10.0
+    keep_last_bias: bool = False
     dataset: str = "digits"
     data_dir: str | None = None
     image_size: int | None = None
     train_subset: int = 0
+    test_subset: int = 0
     data_seed: int = 0
     augment: bool = False
     aug_pad: int = 4
     optimizer: str = "sgd"
+    drop_last: bool = True
     lr: float = 1.0
     wd: float = 3e-3
     wd_on: str = "all"
@@ -91,6 +121,7 @@ class TrainConfig:
     record_every: int = 10
     eval_every: int = 0
     eval_batch_size: int = 1000
+    full_train_eval: bool = False
     checkpoint_every: int = 1000
     sharpness_every: int = 0
     sharpness_batches: int = 4
@@ -120,7 +151,7 @@ class TrainConfig:
                      "sharpness_iters"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("iters", "epochs", "train_subset", "checkpoint_every", "aug_pad", "threads",
+        for name in ("iters", "epochs", "train_subset", "test_subset", "checkpoint_every", "aug_pad", "threads",
                      "sharpness_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

@@ -17,14 +17,15 @@ from torch import nn
 
 from theory.dynamics import angular_update, effective_grad_norm, effective_lr
 
-from .sharpness import SHARPNESS_COLUMNS
+from .sharpness import SHARPNESS_COLUMNS, buffers_kept
 
-__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "Recorder", "StepProbe", "segment_angles", "STEP_COLUMNS",
-           "EVAL_COLUMNS", "LAYER_SERIES"]
+__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "full_pass_train_loss", "Recorder", "StepProbe",
+           "segment_angles", "STEP_COLUMNS", "EVAL_COLUMNS", "LAYER_SERIES"]
 
 STEP_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_acc", "si_norm", "si_norm_equiv",
                 "grad_norm", "eff_lr", "eff_grad_norm", "angular_update")
-EVAL_COLUMNS = ("iteration", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "si_norm")
+EVAL_COLUMNS = ("iteration", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "si_norm",
+                "train_loss_full", "train_acc_full")
 # per-SI-tensor series of a recorded step (matrices n_records x n_tensors): norm before the step,
 # gradient norm, angle between the tensor before and after the step
 LAYER_SERIES = ("layer_norms", "layer_grad_norms", "layer_angular_updates")
@@ -88,14 +89,15 @@ class SIWatch:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale, shift,
-             batch_size: int = 1000) -> torch.Tensor:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode (running BN statistics).
+             batch_size: int = 1000, *, bn_train: bool = False) -> torch.Tensor:
+    """Mean cross-entropy and accuracy of ``model`` over ``x`` in consecutive batches, in eval
+    mode (running BN statistics) or, with ``bn_train``, in train mode (each batch's statistics).
 
     Returns a 2-element tensor ``[loss, acc]`` on the device (one sync when read). The model
-    is put back in train mode.
+    is put back in its previous mode.
     """
     was_training = model.training
-    model.eval()
+    model.train(bn_train)
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for i in range(0, x.shape[0], batch_size):
@@ -129,6 +131,24 @@ def segment_angles(before: torch.Tensor, after: torch.Tensor, sizes: list[int],
 
     a, b = unit(before), unit(after)
     return 2 * torch.atan2(norms(a - b), norms(a + b))
+
+
+def full_pass_train_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scale, shift,
+                         batch_size: int) -> torch.Tensor:
+    """The paper's train loss and accuracy: a full pass over the training set at fixed weights.
+
+    Lobacheva et al. (NeurIPS 2021, Sec. 3) plot the training loss of the current weights, not
+    the running mean of the batch losses seen while they changed: mean cross-entropy (and
+    accuracy) over all of ``x`` in train-mode BN, i.e. normalised with the statistics of each of
+    the consecutive batches of ``batch_size`` (the training batch size; the last partial batch
+    included; a remainder of one image is spread by using batches of ``batch_size + 1``), as SGD
+    sees it. BN running statistics and the model's mode are left as they were
+    (:func:`nets.sharpness.buffers_kept`). Returns ``[loss, acc]`` on the device.
+    """
+    if x.shape[0] % batch_size == 1:
+        batch_size += 1     # no batch of one image: train-mode BN cannot normalise it
+    with buffers_kept(model):
+        return evaluate(model, x, y, scale, shift, batch_size, bn_train=True)
 
 
 class StepProbe:
@@ -188,9 +208,10 @@ class Recorder:
 
     def add_eval(self, *, iteration: int, epoch: int, train: tuple[float, float],
                  test_and_norm: torch.Tensor) -> list[float]:
-        """Record one evaluation; ``test_and_norm`` = tensor [test_loss, test_acc, si_norm]."""
-        tl, ta, rho = test_and_norm.tolist()
-        row = [iteration, epoch, train[0], train[1], tl, ta, rho]
+        """Record one evaluation; ``test_and_norm`` = tensor [test_loss, test_acc, si_norm] or
+        [test_loss, test_acc, si_norm, train_loss_full, train_acc_full]."""
+        vals = test_and_norm.tolist() + [float("nan")] * 2
+        row = [iteration, epoch, train[0], train[1], *vals[:5]]
         self.evals.append(row)
         return row
 
@@ -228,7 +249,8 @@ class Recorder:
     def load_state_dict(self, state: dict) -> None:
         self.steps = [list(r) for r in state["steps"]]
         self.layer_norms = [list(r) for r in state["layer_norms"]]
-        self.evals = [list(r) for r in state["evals"]]
+        pad = [float("nan")] * len(EVAL_COLUMNS)     # rows of checkpoints from before train_*_full
+        self.evals = [(list(r) + pad)[:len(EVAL_COLUMNS)] for r in state["evals"]]
         self.sharpness = [list(r) for r in state.get("sharpness", [])]
         self.layer_grad_norms = [list(r) for r in state.get("layer_grad_norms", [])]
         self.layer_angular_updates = [list(r) for r in state.get("layer_angular_updates", [])]

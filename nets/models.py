@@ -32,11 +32,12 @@ def _bn(channels: int, affine: bool) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, affine=affine)
 
 
-def fix_last_layer(linear: nn.Linear, norm: float = 10.0) -> nn.Linear:
-    """Rescale ``linear.weight`` to Frobenius norm ``norm``, zero its bias, and freeze both."""
+def fix_last_layer(linear: nn.Linear, norm: float = 10.0, zero_bias: bool = True) -> nn.Linear:
+    """Rescale ``linear.weight`` to Frobenius norm ``norm``, zero its bias (``zero_bias``; else keep
+    its random init, as the authors' code does), and freeze both."""
     with torch.no_grad():
         linear.weight.mul_(norm / linear.weight.norm())
-        if linear.bias is not None:
+        if linear.bias is not None and zero_bias:
             linear.bias.zero_()
     for p in linear.parameters():
         p.requires_grad_(False)
@@ -54,7 +55,8 @@ class ConvNet(nn.Module):
     """The paper's 4-block ConvNet (see module docstring)."""
 
     def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 3,
-                 input_size: int = 32, mode: str = "si", last_layer_norm: float = 10.0):
+                 input_size: int = 32, mode: str = "si", last_layer_norm: float = 10.0,
+                 keep_last_bias: bool = False):
         super().__init__()
         affine = mode != "si"
         chans = [width, 2 * width, 4 * width, 8 * width]
@@ -71,7 +73,7 @@ class ConvNet(nn.Module):
         self.pool = nn.MaxPool2d(size) if size > 1 else nn.Identity()
         self.linear = nn.Linear(chans[-1], num_classes, bias=True)
         if mode == "si":
-            fix_last_layer(self.linear, last_layer_norm)
+            fix_last_layer(self.linear, last_layer_norm, zero_bias=not keep_last_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(torch.flatten(self.pool(self.features(x)), 1))
@@ -126,12 +128,17 @@ class PreActResNet18(nn.Module):
 
 
 def build_model(name: str, *, mode: str = "si", width: int = 32, num_classes: int = 10,
-                in_channels: int = 3, input_size: int = 32, last_layer_norm: float = 10.0) -> nn.Module:
-    """``"convnet"`` or ``"resnet18"`` in ``mode`` "si" or "practical" (see module docstring)."""
+                in_channels: int = 3, input_size: int = 32, last_layer_norm: float = 10.0,
+                keep_last_bias: bool = False) -> nn.Module:
+    """``"convnet"`` or ``"resnet18"`` in ``mode`` "si" or "practical" (see module docstring).
+
+    ``keep_last_bias`` (ConvNet, "si" mode): freeze the last layer's bias at its random init
+    instead of zero; the ResNet-18's last layer has no bias."""
     classes = {"convnet": ConvNet, "resnet18": PreActResNet18}
     if name not in classes:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(classes)}")
     if mode not in ("si", "practical"):
         raise ValueError(f"unknown mode {mode!r}; choose si or practical")
+    extra = {"keep_last_bias": keep_last_bias} if name == "convnet" else {}
     return classes[name](width=width, num_classes=num_classes, in_channels=in_channels,
-                         input_size=input_size, mode=mode, last_layer_norm=last_layer_norm)
+                         input_size=input_size, mode=mode, last_layer_norm=last_layer_norm, **extra)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .forecast import forecast_onsets
+
 __all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep"]
 
 
@@ -53,8 +55,9 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
              sharpness: dict | None = None, threshold: float = 2.0,
              eff_lr_label: str = "effective LR $\\eta/\\rho^2$") -> Path:
     """Four stacked panels over iterations (five with ``sharpness``: the measured
-    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``), destabilisations marked,
-    a collapse (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
+    :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``, and the critical norm
+    :math:`\\rho_c` of :mod:`nets.forecast` on the norm panel), destabilisations marked, a collapse
+    (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
     plt = _pyplot()
     n = 4 if sharpness is None else 5
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
@@ -70,6 +73,11 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
                        "$\\tilde\\eta h = \\eta\\lambda_{\\max}$", "log"))
         axes[4].axhline(threshold, color="k", ls="--", lw=0.8, label=f"2(1+$\\mu$) = {threshold:g}")
         axes[4].legend(fontsize=8, loc="upper right")
+    if sharpness is not None and summary.get("wd_mode") == "wd":
+        fc = forecast_onsets(sharpness, summary["eta"], summary["lam"], summary["momentum"])
+        axes[1].plot(fc["iteration"], fc["critical_norm"], ".", ms=3, color="tab:orange",
+                     label="critical norm $\\rho_c=\\sqrt{\\eta h/2(1+\\mu)}$ (measured h)")
+        axes[1].legend(fontsize=8, loc="upper right")
     _draw(panels, summary, it)
     axes[-1].set_xlabel("iteration")
     head = title + "\n" if title else ""

@@ -11,8 +11,10 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 * ``metrics.npz``  -- both tables and the per-layer norm matrix;
 * ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`),
   where the network died if it did (``summary.collapse``), and, with sharpness measurements,
-  eta*lambda_max before each destabilisation vs 2(1+mu); the regime and the per-tensor table of
-  :class:`nets.SIMonitor` (``regime``, ``layers``, ``total``);
+  eta*lambda_max before each destabilisation vs 2(1+mu) and the forecast of each next
+  destabilisation from the critical norm (``summary.forecast``, :mod:`nets.forecast`); the
+  speed (``elapsed_s``, ``iters_per_s``, ``images_per_s``, ``device``); the regime and the
+  per-tensor table of :class:`nets.SIMonitor` (``regime``, ``layers``, ``total``);
 * ``layers.csv``   -- that table: per SI tensor and in total, measured vs equilibrium values;
 * ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
@@ -38,6 +40,7 @@ from simulate.io import Progress, write_csv, write_json, write_npz
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import DEFAULT_NOTES, TrainConfig
 from .data import load_data
+from .forecast import forecast_destabilisations
 from .report import analyse_run, stability_at_destabilisations
 from .si import SIGroups
 from .trainer import Trainer, TrainingDiverged, resolve_device
@@ -151,7 +154,10 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
     extra = {k: mon[k] for k in ("regime", "optimizer", "layers", "total") if k in mon}
     write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
                                           "completed": result.completed, "diverged": result.diverged,
-                                          "iterations": result.iterations, **extra})
+                                          "iterations": result.iterations, "elapsed_s": result.elapsed_s,
+                                          "iters_per_s": result.iters_per_s,
+                                          "images_per_s": result.iters_per_s * result.config.batch_size,
+                                          "device": result.device, **extra})
     if mon:
         table = mon["layers"] + [mon["total"]]
         write_csv(run_dir / "layers.csv", {k: [r[k] for r in table] for k in table[0]})
@@ -251,6 +257,9 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     if sharpness is not None:
         summary["stability"] = stability_at_destabilisations(sharpness, summary["event_iterations"],
                                                              config.momentum)
+        if summary.get("wd_mode") == "wd" and config.wd_si > 0:
+            summary["forecast"] = forecast_destabilisations(steps, sharpness, summary["event_iterations"],
+                                                            config.lr, config.wd_si, config.momentum)
     result = RunResult(config=config, run_dir=run_dir, si_groups=trainer.groups, steps=steps,
                        layer_norms=layer_norms, evals=evals, periods=periods, period_summary=summary,
                        completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,

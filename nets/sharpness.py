@@ -23,6 +23,7 @@ the model, its BN running statistics and every RNG as they were.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +33,25 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LanczosResult", "lanczos_top_eigenvalue", "SharpnessProbe", "fixed_batches",
-           "SHARPNESS_COLUMNS"]
+           "SHARPNESS_COLUMNS", "buffers_kept"]
 
 SHARPNESS_COLUMNS = ("iteration", "lr", "si_norm", "top_eigenvalue", "sphere_sharpness",
                      "eff_lr_sharpness", "lanczos_residual", "lanczos_iterations")
+
+
+@contextmanager
+def buffers_kept(model: nn.Module):
+    """Run the body in train mode and then put back the model's buffers (BN running statistics)
+    and its train/eval mode: forward passes for a measurement leave the run unchanged."""
+    saved, was_training = [(b, b.detach().clone()) for b in model.buffers()], model.training
+    model.train()
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for buf, old in saved:
+                buf.copy_(old)
+        model.train(was_training)
 
 
 @dataclass
@@ -126,16 +142,10 @@ class SharpnessProbe:
         self.max_iter, self.rtol, self.seed = int(max_iter), float(rtol), int(seed)
         self.loss_fn = loss_fn or F.cross_entropy
 
-    def _state(self):
-        """BN running statistics and the like, to be put back after the forward passes."""
-        return [(b, b.detach().clone()) for b in self.model.buffers()]
-
     def top_eigenvalue(self, iteration: int = 0) -> tuple[LanczosResult, float]:
         """``(LanczosResult, rho)`` at the current weights; the result is the top eigenvalue of
         the tangent-projected Hessian of :math:`L` in the SI weights, :math:`\\rho = \\|x\\|`."""
-        saved, was_training = self._state(), self.model.training
-        self.model.train()
-        try:
+        with buffers_kept(self.model):
             loss = sum(self.loss_fn(self.model(xb), yb) for xb, yb in self.batches) / len(self.batches)
             grads = torch.autograd.grad(loss, self.params, create_graph=True)
             with torch.no_grad():
@@ -159,11 +169,6 @@ class SharpnessProbe:
             v0 = project(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
             result = lanczos_top_eigenvalue(matvec, v0, max_iter=self.max_iter, rtol=self.rtol)
             return result, float(rho)
-        finally:
-            with torch.no_grad():
-                for buf, old in saved:
-                    buf.copy_(old)
-            self.model.train(was_training)
 
     def measure(self, iteration: int, lr: float) -> list[float]:
         """One row of :data:`SHARPNESS_COLUMNS` at the current weights, for LR ``lr``."""

@@ -25,12 +25,13 @@ from simulate.io import CliParser, cli_fail, os_error_line, writable_dir, write_
 from .config import TrainConfig
 
 PROG = "python -m nets.sweep"
-ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_length", "norm_ratio",
+ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "images_per_s", "n_periods", "mean_length", "std_length", "norm_ratio",
             "predicted_length", "measured_frequency", "predicted_frequency", "measured_over_predicted",
-            "final_test_acc", "sharpness_peak_over_threshold", "collapsed_at", "completed", "diverged",
-            "run_dir")
+            "final_test_acc", "sharpness_peak_over_threshold", "forecast_median_error_fraction",
+            "forecast_median_abs_error_fraction", "collapsed_at", "completed", "diverged", "run_dir")
 
-__all__ = ["run_sweep", "sweep_configs", "plot_sweep_rows", "build_parser", "main"]
+__all__ = ["run_sweep", "run_or_resume", "is_finished", "run_tag", "sweep_configs", "sweep_row", "plot_sweep_rows",
+           "build_parser", "main", "ROW_KEYS"]
 
 
 def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = False) -> list[TrainConfig]:
@@ -47,7 +48,7 @@ def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = Fals
     return out
 
 
-def _row(cfg: TrainConfig, run_dir: Path) -> dict:
+def sweep_row(cfg: TrainConfig, run_dir: Path) -> dict:
     """The sweep row of a finished (or interrupted) run, read back from its files."""
     rep = json.loads((run_dir / "periods.json").read_text())
     s = rep["summary"]
@@ -60,10 +61,14 @@ def _row(cfg: TrainConfig, run_dir: Path) -> dict:
             acc = float(lines[-1].split(",")[header.index("test_acc")])
 
     return {"lr": cfg.lr, "wd": cfg.wd, "eta_lam": cfg.lr * cfg.wd, "iters": rep.get("iterations"),
-            "n_periods": s.get("n_periods", 0), **{k: _nan_if_none(s.get(k)) for k in ROW_KEYS[5:12]},
+            "images_per_s": _nan_if_none(rep.get("images_per_s")),
+            "n_periods": s.get("n_periods", 0), **{k: _nan_if_none(s.get(k)) for k in ROW_KEYS[6:13]},
             "final_test_acc": acc,
             "sharpness_peak_over_threshold": _nan_if_none(
                 s.get("stability", {}).get("median_peak_over_threshold")),
+            "forecast_median_error_fraction": _nan_if_none(s.get("forecast", {}).get("median_error_fraction")),
+            "forecast_median_abs_error_fraction": _nan_if_none(
+                s.get("forecast", {}).get("median_abs_error_fraction")),
             "collapsed_at": _nan_if_none(s.get("collapse", {}).get("iteration")),
             "completed": bool(rep.get("completed")),
             "diverged": bool(rep.get("diverged")), "run_dir": str(run_dir)}
@@ -74,8 +79,33 @@ def _nan_if_none(v):
     return float("nan") if v is None else v
 
 
-def _tag(cfg: TrainConfig) -> str:
+def run_tag(cfg: TrainConfig) -> str:
+    """Name of a run's sub-directory in a sweep directory: ``lr<eta>_wd<lambda>``."""
     return f"lr{cfg.lr:g}_wd{cfg.wd:g}"
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when the run in ``run_dir`` has completed or diverged (nothing left to train)."""
+    done = Path(run_dir) / "periods.json"
+    return done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged"))
+
+
+def run_or_resume(cfg: TrainConfig, run_dir: str | Path) -> bool:
+    """Run ``cfg`` in ``run_dir``, or continue it from its checkpoint, or do nothing if it is
+    finished (completed or diverged). Returns False when it was interrupted (call again)."""
+    from .checkpoint import CHECKPOINT_NAME
+    from .run import resume_training, run_training
+    from .trainer import TrainingDiverged
+
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        return True
+    try:
+        if (run_dir / CHECKPOINT_NAME).exists():
+            return resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet).completed
+        return run_training(cfg, run_dir=run_dir).completed
+    except TrainingDiverged:    # recorded as a row without periods; the sweep goes on
+        return True
 
 
 def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[dict], bool]:
@@ -84,29 +114,14 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
     Returns ``(rows, completed)``; ``completed`` is False when a run was interrupted (the sweep
     then stops; call again to continue).
     """
-    from .checkpoint import CHECKPOINT_NAME
-    from .run import resume_training, run_training
-    from .trainer import TrainingDiverged
-
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "sweep_config.json", {"runs": [c.to_dict() for c in configs]})
     rows, completed = [], True
     for cfg in configs:
-        run_dir = sweep_dir / _tag(cfg)
-        done = run_dir / "periods.json"
-        if done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged")):
-            pass
-        else:
-            try:
-                if (run_dir / CHECKPOINT_NAME).exists():
-                    res = resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet)
-                else:
-                    res = run_training(cfg, run_dir=run_dir)
-                completed = res.completed
-            except TrainingDiverged:    # recorded as a row without periods; the sweep goes on
-                pass
-        rows.append(_row(cfg, run_dir))
+        run_dir = sweep_dir / run_tag(cfg)
+        completed = run_or_resume(cfg, run_dir)
+        rows.append(sweep_row(cfg, run_dir))
         if not completed:
             break
     write_csv(sweep_dir / "sweep.csv", {k: [r[k] for r in rows] for k in ROW_KEYS})
@@ -134,9 +149,9 @@ def plot_sweep_rows(path: Path, rows: list[dict], configs: list[TrainConfig]) ->
 
 
 def build_parser() -> CliParser:
-    from .train import add_config_arguments
+    from .train import add_config_arguments, preset_parser
 
-    p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[0].split("--", 1)[1].strip())
+    p = preset_parser(prog=PROG, description=__doc__.split("\n\n", 1)[0].split("--", 1)[1].strip())
     p.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates to compare")
     p.add_argument("--wds", type=float, nargs="+", default=None,
                    help="weight decays to compare (default: --wd); the sweep is the grid lrs x wds")
@@ -180,6 +195,8 @@ def main(argv=None) -> int:
               f"test acc {r['final_test_acc']:.3f}"
               + (f", eta*lambda_max/threshold before jumps {r['sharpness_peak_over_threshold']:.2f}"
                  if math.isfinite(r["sharpness_peak_over_threshold"]) else "")
+              + (f", forecast error {100 * r['forecast_median_error_fraction']:+.0f}% of the period"
+                 if math.isfinite(r["forecast_median_error_fraction"]) else "")
               + (f", dead from iteration {r['collapsed_at']:.0f}" if math.isfinite(r["collapsed_at"]) else ""))
     if not completed:
         print(f"interrupted; continue with the same command and --sweep-dir {sweep_dir}")

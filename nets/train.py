@@ -11,12 +11,28 @@ import argparse
 import sys
 from dataclasses import fields
 
-from .config import DATASETS, MODELS, MODES, OPTIMIZERS, WD_GROUPS, TrainConfig
+from .config import DATASETS, MODELS, MODES, OPTIMIZERS, PAPER_PRESET, WD_GROUPS, TrainConfig
 
 PROG = "python -m nets.train"
 _D = {f.name: f.default for f in fields(TrainConfig)}
 
-__all__ = ["build_parser", "add_config_arguments", "config_from_args", "main"]
+__all__ = ["build_parser", "add_config_arguments", "config_from_args", "main", "preset_parser"]
+
+
+def preset_parser(**kwargs):
+    """A :class:`simulate.io.CliParser` on which ``--paper`` makes :data:`nets.config.PAPER_PRESET`
+    the defaults before parsing, so that flags given explicitly still override it. (Made here, not
+    at import: ``simulate`` is imported only when a parser is built, keeping start-up short.)"""
+    from simulate.io import CliParser
+
+    class PresetParser(CliParser):
+        def parse_known_args(self, args=None, namespace=None):
+            args = sys.argv[1:] if args is None else list(args)
+            if any(len(a) > 3 and "--paper".startswith(a) for a in args):   # argparse accepts a prefix
+                self.set_defaults(**PAPER_PRESET)
+            return super().parse_known_args(args, namespace)
+
+    return PresetParser(**kwargs)
 
 
 def _pos_float(s: str) -> float:
@@ -59,6 +75,12 @@ def _device(s: str) -> str:
 
 def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     """The TrainConfig options (shared by ``nets.train`` and ``nets.sweep``)."""
+    g = p.add_argument_group("preset")
+    g.add_argument("--paper", action="store_true",
+                   help="the authors' CIFAR-10 setting (nets.config.PAPER_PRESET): ConvNet width 32 at its "
+                        "default init, last layer at norm 10 frozen with its random bias, batch 128 keeping "
+                        "the last partial batch, lambda 1e-3, eta 1, momentum 0, no augmentation, full-pass "
+                        "train loss; flags given explicitly override it (e.g. --lr, --epochs, --data-dir)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODELS, default=_D["model"], help="architecture (default %(default)s)")
     g.add_argument("--mode", choices=MODES, default=_D["mode"],
@@ -66,13 +88,18 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                         "practical: everything trained (default %(default)s)")
     g.add_argument("--width", type=_pos_int, default=_D["width"],
                    help="channels of the first stage (paper: 32 ConvNet, 64 ResNet-18; default %(default)s)")
+    g.add_argument("--keep-last-bias", action="store_true",
+                   help="si mode: freeze the ConvNet's last-layer bias at its random init (authors) instead of 0")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=_D["dataset"], help="default %(default)s")
     g.add_argument("--data-dir", default=None,
-                   help="folder holding cifar-10-batches-py/ or cifar-100-python/ (python version)")
+                   help="folder holding cifar-10-batches-py/ or cifar-100-python/ (python version), or a "
+                        "pack from 'python -m nets.data pack' (default: $SIBN_DATA_DIR); get the data "
+                        "with 'python -m nets.data download cifar10 DIR'")
     g.add_argument("--image-size", type=_pos_int, default=None,
                    help="input size (default: 16 digits, 32 CIFAR, 8 synthetic)")
     g.add_argument("--train-subset", type=_nonneg_int, default=0, help="use the first N train images (0: all)")
+    g.add_argument("--test-subset", type=_nonneg_int, default=0, help="use the first N test images (0: all)")
     g.add_argument("--augment", action="store_true", help="random crop (padding 4) + horizontal flip")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=_D["optimizer"],
@@ -87,6 +114,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
     g.add_argument("--beta1", type=float, default=_D["beta1"], help="Adam's first-moment decay (default %(default)s)")
     g.add_argument("--beta2", type=float, default=_D["beta2"], help="Adam's second-moment decay (default %(default)s)")
     g.add_argument("--batch-size", type=_pos_int, default=_D["batch_size"], help="default %(default)s")
+    g.add_argument("--keep-last-batch", dest="drop_last", action="store_false",
+                   help="keep each epoch's last partial batch (default: drop it)")
     g.add_argument("--wrs-norm", type=_pos_float, default=None,
                    help="instead of WD on the SI group, rescale it to this total norm after each step")
     g.add_argument("--exp-lr", action="store_true",
@@ -101,6 +130,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="record step metrics every k iterations (default %(default)s)")
     g.add_argument("--eval-every", type=int, default=_D["eval_every"],
                    help="test evaluation every k iterations (0: every epoch, -1: never)")
+    g.add_argument("--full-train-eval", action="store_true",
+                   help="at each evaluation also the paper's train loss: a full pass over the train set at "
+                        "fixed weights, train-mode BN (columns train_loss_full, train_acc_full of evals.csv)")
     g.add_argument("--checkpoint-every", type=_nonneg_int, default=_D["checkpoint_every"],
                    help="iterations between checkpoints (0: only at the end; default %(default)s)")
     g.add_argument("--sharpness-every", type=_nonneg_int, default=_D["sharpness_every"], metavar="K",
@@ -124,9 +156,7 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
 
 
 def build_parser():
-    from simulate.io import CliParser
-
-    p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
+    p = preset_parser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p)
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -141,6 +171,10 @@ def config_from_args(args: argparse.Namespace, **override) -> TrainConfig:
     kw = {k: v for k, v in vars(args).items() if k in names}
     if getattr(args, "keep_init_norm", False):
         kw["init_si_norm"] = None
+    if kw.get("dataset", "").startswith("cifar"):
+        from .data import resolve_data_dir
+
+        kw["data_dir"] = resolve_data_dir(kw.get("data_dir"))    # recorded in config.json as used
     kw.update(override)
     return TrainConfig(**kw)
 
@@ -179,6 +213,7 @@ def _main(argv: list[str]) -> int:
     from simulate.io import cli_fail, os_error_line, writable_dir
 
     from .data import DataError
+    from .forecast import forecast_line
     from .report import collapse_line, period_line, stability_line
     from .run import resume_training, run_training
     from .trainer import TrainingDiverged
@@ -222,6 +257,8 @@ def _main(argv: list[str]) -> int:
         print(collapse_line(res.period_summary["collapse"]))
     if "stability" in res.period_summary:
         print(stability_line(res.period_summary["stability"]))
+    if "forecast" in res.period_summary:
+        print(forecast_line(res.period_summary["forecast"]))
     if not res.completed:
         print(f"interrupted at iteration {res.iterations}; continue with: {PROG} --resume {res.run_dir}")
         return 130

@@ -26,7 +26,7 @@ from theory.equivalences import texp_schedule
 from .augment import EpochSampler
 from .config import TrainConfig
 from .data import ImageData
-from .metrics import TrainingDiverged, evaluate
+from .metrics import TrainingDiverged, evaluate, full_pass_train_loss
 from .models import build_model
 from .sharpness import fixed_batches
 from .si import SIGroups, find_si_groups
@@ -62,7 +62,8 @@ class Trainer:
         self.scale, self.shift = self.data.normaliser()
         self.model = build_model(c.model, mode=c.mode, width=c.width, num_classes=data.num_classes,
                                  in_channels=data.channels, input_size=data.image_size,
-                                 last_layer_norm=c.last_layer_norm).to(self.device)
+                                 last_layer_norm=c.last_layer_norm,
+                                 keep_last_bias=c.keep_last_bias).to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         probe_x = torch.addcmul(self.shift, self.data.x_train[:8], self.scale)
@@ -73,7 +74,8 @@ class Trainer:
         gen = torch.Generator(device=self.device)
         gen.manual_seed(c.seed + 1_000_003)
         self.sampler = EpochSampler(self.data.x_train, self.data.y_train, c.batch_size, self.scale,
-                                    self.shift, generator=gen, augment=c.augment, pad=c.aug_pad)
+                                    self.shift, generator=gen, augment=c.augment, pad=c.aug_pad,
+                                    drop_last=c.drop_last)
         self.batches_per_epoch = self.sampler.batches_per_epoch
         self.total_iters = c.epochs * self.batches_per_epoch if c.epochs > 0 else c.iters
         self.eval_every = self.batches_per_epoch if c.eval_every == 0 else c.eval_every
@@ -144,7 +146,7 @@ class Trainer:
 
     def _reset_window(self) -> None:
         z = torch.zeros((), device=self.device)
-        self._loss_sum, self._correct, self._window = z.clone(), z.clone(), 0
+        self._loss_sum, self._correct, self._window, self._seen = z.clone(), z.clone(), 0, 0
 
     # ------------------------------------------------------------------ steps
     @property
@@ -167,6 +169,7 @@ class Trainer:
             self._loss_sum += loss.detach()
             self._correct += correct
             self._window += 1
+            self._seen += yb.shape[0]
         self.optimizer.step()          # the monitor's hooks: sharpness and SI norms before the step
         if self.config.wrs_norm is not None:
             self.watch.rescale_(self.config.wrs_norm)
@@ -178,13 +181,18 @@ class Trainer:
         return row
 
     def evaluate_now(self) -> list[float]:
-        """Record test loss/accuracy and the train means since the previous evaluation."""
+        """Record test loss/accuracy, the train means since the previous evaluation and, with
+        ``config.full_train_eval``, the full-pass train loss/accuracy (:func:`full_pass_train_loss`)."""
         n = max(self._window, 1)
-        train = torch.stack([self._loss_sum / n, self._correct / (n * self.config.batch_size)]).tolist()
+        train = torch.stack([self._loss_sum / n, self._correct / max(self._seen, 1)]).tolist()
         test = evaluate(self.model, self.data.x_test, self.data.y_test, self.scale, self.shift,
                         self.config.eval_batch_size)
+        parts = [test, self.watch.norm().view(1)]
+        if self.config.full_train_eval:
+            parts.append(full_pass_train_loss(self.model, self.data.x_train, self.data.y_train, self.scale,
+                                              self.shift, self.config.batch_size))
         row = self.recorder.add_eval(iteration=self.iteration, epoch=self.epoch, train=tuple(train),
-                                     test_and_norm=torch.cat([test, self.watch.norm().view(1)]))
+                                     test_and_norm=torch.cat(parts))
         self._reset_window()
         return row
 
@@ -214,7 +222,7 @@ class Trainer:
                  "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
                  "recorder": self.recorder.state_dict(), "monitor": self.monitor.state_dict(),
                  "torch_rng": torch.get_rng_state(),
-                 "window": [self._loss_sum.cpu(), self._correct.cpu(), self._window],
+                 "window": [self._loss_sum.cpu(), self._correct.cpu(), self._window, self._seen],
                  "si_names": list(self.groups.si)}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -230,7 +238,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        loss_sum, correct, window = state["window"]
+        loss_sum, correct, window, *seen = state["window"]
         self._loss_sum, self._correct = loss_sum.to(self.device), correct.to(self.device)
         self._window = int(window)
+        self._seen = int(seen[0]) if seen else self._window * self.config.batch_size
         self.iteration = int(state["iteration"])

@@ -3,7 +3,7 @@
 ``python -m paper_figures <name> [--quick] [--out DIR]``; names in :data:`FIGURES`, plus ``all`` and
 ``report`` (every figure and a Markdown page with a predicted-vs-measured table).
 """
-from . import fig_equivalences, fig_frequency, fig_period_detail, fig_periodic, fig_phase
+from . import fig_cifar, fig_equivalences, fig_frequency, fig_period_detail, fig_periodic, fig_phase
 
 #: name -> (module, one-line description); each module has ``make(out, quick) -> FigureResult``
 FIGURES = {
@@ -14,4 +14,10 @@ FIGURES = {
     "equivalences": (fig_equivalences, "exponential LR and WRS vs WD, scaling equivalence, overlaid"),
 }
 
-__all__ = ["FIGURES"]
+#: experiments on real data, run only when named (not part of 'all' / 'report'); their ``make``
+#: also takes ``data_dir`` (None: $SIBN_DATA_DIR)
+EXPERIMENTS = {
+    "cifar": (fig_cifar, "real CIFAR-10: period frequency vs eta*lambda, predicted and forecast (needs the data)"),
+}
+
+__all__ = ["FIGURES", "EXPERIMENTS"]

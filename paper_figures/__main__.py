@@ -7,13 +7,13 @@ from pathlib import Path
 
 from simulate.io import CliParser, cli_fail, os_error_line, writable_dir
 
-from . import FIGURES
+from . import EXPERIMENTS, FIGURES
 
 PROG = "python -m paper_figures"
 
 
 def build_parser() -> CliParser:
-    names = "\n".join(f"  {k:14s} {v[1]}" for k, v in FIGURES.items())
+    names = "\n".join(f"  {k:14s} {v[1]}" for k, v in {**FIGURES, **EXPERIMENTS}.items())
     p = CliParser(prog=PROG, description="Regenerate the key figures of Lobacheva et al. (NeurIPS 2021).",
                   epilog=f"figures:\n{names}\n  all            every figure\n  report         every figure "
                          "and report.md with a predicted-vs-measured table\n\n"
@@ -22,14 +22,28 @@ def build_parser() -> CliParser:
                          "iterations; without it, the digits at 16x16 (60k iterations, measured 25 min on 2 CPU "
                          "cores). Network runs are cached under OUT/net_runs and resumed if interrupted.",
                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=[*FIGURES, "all", "report"], metavar="NAME",
+    p.add_argument("name", choices=[*FIGURES, *EXPERIMENTS, "all", "report"], metavar="NAME",
                    help="figure name, 'all' or 'report' (see below)")
+    p.add_argument("--data-dir", default=None,
+                   help="for 'cifar': folder holding cifar-10-batches-py/ (default $SIBN_DATA_DIR); get it with "
+                        "'python -m nets.data download cifar10 DIR'")
     p.add_argument("--quick", action="store_true", help="CPU-sized runs (minutes)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default runs/paper_figures[-quick])")
     p.add_argument("--publish", type=Path, default=None,
-                   help="with 'report': also copy report.md and the PNGs to this folder (e.g. docs/figures)")
+                   help="with 'report': also copy report.md and the PNGs to this folder (e.g. docs/figures); "
+                        "with 'cifar': copy cifar.png and cifar.json (e.g. docs/figures/cifar)")
     return p
+
+
+def publish_files(result, folder: Path, suffixes) -> None:
+    """Copy a result's files with the given suffixes into ``folder`` (e.g. docs/figures/cifar)."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in result.files:
+        if Path(f).suffix in suffixes:
+            shutil.copy2(f, folder / Path(f).name)
 
 
 def main(argv=None) -> int:
@@ -37,7 +51,7 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     out = writable_dir(PROG, args.out or Path("runs") / ("paper_figures-quick" if args.quick else "paper_figures"))
-    if args.publish is not None and args.name == "report":
+    if args.publish is not None:
         writable_dir(PROG, args.publish)
     names = list(FIGURES) if args.name in ("all", "report") else [args.name]
     results, t0 = [], time.perf_counter()
@@ -45,13 +59,19 @@ def main(argv=None) -> int:
         for k, name in enumerate(names, 1):
             t = time.perf_counter()
             print(f"[{k}/{len(names)}] {name} ...", flush=True)
-            res = FIGURES[name][0].make(out, args.quick)
+            if name in EXPERIMENTS:
+                res = EXPERIMENTS[name][0].make(out, args.quick, data_dir=args.data_dir)
+            else:
+                res = FIGURES[name][0].make(out, args.quick)
             results.append(res)
             print(f"      wrote {', '.join(p.name for p in res.files)} ({time.perf_counter() - t:.1f} s)", flush=True)
         if args.name == "report":
             from .report import write_report
             path = write_report(out, args.quick, results, time.perf_counter() - t0, args.publish)
             print(f"report: {path}")
+        elif args.name in EXPERIMENTS and args.publish is not None:
+            publish_files(results[0], args.publish, (".png", ".json"))
+            print(f"published to {args.publish}")
     except KeyboardInterrupt:
         done = ", ".join(r.name for r in results) or "none"
         print(f"\ninterrupted: nothing published; finished figures ({done}) are in {out}; network runs "

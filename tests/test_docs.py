@@ -12,13 +12,15 @@ import pytest
 
 import paper_figures.__main__ as paper_figures_cli
 import simulate.toy
-from nets import monitor_demo, sweep, train
+from nets import monitor_demo, paper_check, sweep, train
+from nets.data import __main__ as nets_data_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "nets" / "README.md"]
 PARSERS = {"simulate.toy": simulate.toy.build_parser, "nets.train": train.build_parser,
            "nets.sweep": sweep.build_parser, "paper_figures": paper_figures_cli.build_parser,
-           "nets.monitor": monitor_demo.build_parser}
+           "nets.monitor": monitor_demo.build_parser, "nets.data": nets_data_cli.build_parser,
+           "nets.paper_check": paper_check.build_parser}
 
 
 def _code_lines(text: str):

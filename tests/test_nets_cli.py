@@ -340,3 +340,39 @@ def test_monitor_demo_and_run_tables_on_fake_cifar(tmp_path):
 def test_monitor_cli_errors_are_one_line(args, needle):
     p = _cli("nets.monitor", *args, check=2)
     assert needle in p.stderr and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_paper_check_command_runs_three_lrs_on_a_tiny_pack(tmp_path):
+    """The one-call GPU command, at tiny scale on the CPU: a fake CIFAR pack, width 2, 3 LRs."""
+    write_fake_cifar(tmp_path / "data", "cifar10", n_train=200, n_test=40)
+    _cli("nets.data", "pack", "--data-dir", tmp_path / "data", "--train", 200, "--test", 40, tmp_path / "p.npz",
+         check=0)
+    p = _cli("nets.paper_check", "--data-dir", tmp_path / "p.npz", "--out", tmp_path / "out", "--width", 2,
+             "--iters", 16, "--seconds", 170, "--device", "cpu", "--record-every", 2, "--eval-every", 8,
+             "--sharpness-every", 8, check=0)
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["lr"] for r in s["rows"]] == [0.5, 1.0, 2.0] and s["total_images_per_s"] > 0
+    for r in s["rows"]:
+        assert r["iters"] == 16 and r["completed"] and r["images_per_s"] > 0
+        run = Path(r["run_dir"])
+        assert {"metrics.csv", "periods.json", "plot.png", "sharpness.csv"} <= {f.name for f in run.iterdir()}
+        assert not (run / "checkpoint.pt").exists()
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["config"]["keep_last_bias"] and not cfg["config"]["drop_last"] and cfg["config"]["wd"] == 1e-3
+        assert cfg["derived"]["batches_per_epoch"] == 2                  # 200 images: 128 + the last 72
+        assert "train_loss_full" in (run / "evals.csv").read_text().splitlines()[0]
+    assert (tmp_path / "out" / "frequency.png").is_file() and (tmp_path / "out" / "summary.csv").is_file()
+    assert "images/s in all" in p.stdout and p.stdout.count("eta=") == 3
+    bad = _cli("nets.paper_check", "--data-dir", tmp_path / "none.npz", "--out", tmp_path / "o2", check=2)
+    assert len(bad.stderr.strip().splitlines()) == 1 and "nets.data download" in bad.stderr
+
+
+def test_paper_check_stops_every_run_at_the_deadline(tmp_path):
+    write_fake_cifar(tmp_path / "data", "cifar10", n_train=200, n_test=40)
+    t0 = time.time()
+    p = _cli("nets.paper_check", "--data-dir", tmp_path / "data", "--out", tmp_path / "out", "--width", 2,
+             "--lrs", 1, "--seconds", 10, "--device", "cpu", "--sharpness-every", 0, check=0)
+    assert time.time() - t0 < 10 + 60                   # start-up of python, the stop and the writing
+    row = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"][0]
+    # stopped mid-run, or (on a badly overloaded machine) before training began: never run to the end
+    assert ("note" in row) or (not row["completed"] and row["iters"] > 0), (row, p.stdout)

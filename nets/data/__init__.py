@@ -8,16 +8,20 @@ used to normalise a batch (done on the device, after augmentation, as torchvisio
 * ``digits`` -- scikit-learn's bundled 8x8 digits (1,797 images, 1 channel), bilinearly
   resized in torch to the model's input size and split train/test with a fixed seed;
   normalised with the train split's own mean/std.
-* ``cifar10`` / ``cifar100`` -- the standard python-pickle files read from ``data_dir``
-  (no download: no machine here reaches the internet); normalised with the authors' mean/std
-  (``docs/paper_setup.md``, Data; Lobacheva et al., 2021, appendix).
+* ``cifar10`` / ``cifar100`` -- the standard python-pickle files read from ``data_dir`` (the
+  extracted folder or its parent; ``None``: ``$SIBN_DATA_DIR``), or a one-file subset packed by
+  ``python -m nets.data pack`` (:mod:`nets.data.pack`, ``data_dir`` = the ``.npz``); normalised
+  with the authors' per-channel mean/std (Lobacheva et al., 2021, App.; ``docs/paper_setup.md``).
+  Nothing is downloaded at run time; ``python -m nets.data download cifar10 DIR`` fetches the
+  official archive once (:mod:`nets.data.download`).
 * ``synthetic`` -- class-dependent random patterns, for tests.
 
 A missing or malformed directory raises :class:`DataError`, whose message is one line saying
-what to put where.
+what to put where, and both ways to get it.
 """
 from __future__ import annotations
 
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +31,46 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ImageData", "DataError", "load_data", "load_digits", "load_cifar", "make_synthetic",
-           "write_fake_cifar", "CIFAR_MEAN", "CIFAR_STD"]
+           "write_fake_cifar", "resolve_data_dir", "subset", "read_cifar_uint8", "CIFAR_MEAN", "CIFAR_STD", "DATA_DIR_ENV"]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+#: environment variable naming the data folder when ``--data-dir`` is not given
+DATA_DIR_ENV = "SIBN_DATA_DIR"
+#: the python versions of CIFAR-10/100: archive, its published MD5 (on ``CIFAR_URL``), layout
 _CIFAR = {
     "cifar10": dict(folder="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
+                    md5="c58f30108f718f92721af3b95e74349a",
                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
                     meta="batches.meta", label_key=b"labels", classes=10),
     "cifar100": dict(folder="cifar-100-python", archive="cifar-100-python.tar.gz",
+                     md5="eb9058c3a382ffc7106e4002c42a8d85",
                      train=["train"], test=["test"], meta="meta", label_key=b"fine_labels",
                      classes=100),
 }
+
+
+def resolve_data_dir(data_dir=None) -> str | None:
+    """``data_dir`` if given, else ``$SIBN_DATA_DIR`` if set and non-empty, else None."""
+    if data_dir:
+        return str(data_dir)
+    return os.environ.get(DATA_DIR_ENV) or None
+
+
+def cifar_files(name: str) -> list[str]:
+    """The files of the extracted python version of ``name`` (train, test, meta)."""
+    spec = _CIFAR[name]
+    return spec["train"] + spec["test"] + [spec["meta"]]
+
+
+def cifar_hint(name: str) -> str:
+    """How to get ``name``: both ways, in one line (the tail of every CIFAR :class:`DataError`)."""
+    spec = _CIFAR[name]
+    return (f"get it with `python -m nets.data download {name} DIR` (needs internet), or point "
+            f"--data-dir or ${DATA_DIR_ENV} at a folder holding {spec['folder']}/ "
+            f"({', '.join(cifar_files(name))}: the python version, {spec['archive']} from "
+            f"{CIFAR_URL}, extracted) or at a pack written by `python -m nets.data pack`")
 
 
 class DataError(RuntimeError):
@@ -152,17 +183,22 @@ def _cifar_arrays(paths: list[Path], label_key: bytes, classes: int, hint: str):
     return x, torch.from_numpy(np.concatenate(ys))
 
 
-def load_cifar(name: str, data_dir, image_size: int = 32) -> ImageData:
-    """CIFAR-10/100 from ``data_dir`` (the extracted folder or its parent), python format."""
+def read_cifar_uint8(name: str, data_dir=None):
+    """``(x_train, y_train, x_test, y_test)`` of CIFAR-10/100 as stored: uint8 images
+    N x 3 x 32 x 32 and int64 labels, from ``data_dir`` (the extracted folder or its parent, python
+    format; or a ``.npz`` pack of :mod:`nets.data.pack`); ``None``: ``$SIBN_DATA_DIR``."""
     spec = _CIFAR[name]
-    where = Path(data_dir) if data_dir is not None else None
-    hint = (f"put the python version of {name.upper()} ({spec['archive']}, from {CIFAR_URL} on a "
-            f"machine with internet) extracted as <data-dir>/{spec['folder']}/ containing "
-            f"{', '.join(spec['train'] + spec['test'] + [spec['meta']])}")
-    if where is None:
-        raise DataError(f"{name} needs --data-dir; {hint}")
+    hint = cifar_hint(name)
+    data_dir = resolve_data_dir(data_dir)
+    if data_dir is None:
+        raise DataError(f"{name} needs --data-dir (or ${DATA_DIR_ENV}); {hint}")
+    where = Path(data_dir)
+    if where.suffix == ".npz" and where.is_file():
+        from .pack import read_pack
+
+        return read_pack(where, name)
     folder = where if (where / spec["test"][0]).exists() else where / spec["folder"]
-    missing = [f for f in spec["train"] + spec["test"] + [spec["meta"]] if not (folder / f).is_file()]
+    missing = [f for f in cifar_files(name) if not (folder / f).is_file()]
     if missing:
         raise DataError(f"{name} not found in {where} (missing {', '.join(missing)}); {hint}")
     _read_pickle(folder / spec["meta"], hint)
@@ -170,9 +206,15 @@ def load_cifar(name: str, data_dir, image_size: int = 32) -> ImageData:
                                spec["classes"], hint)
     x_te, y_te = _cifar_arrays([folder / f for f in spec["test"]], spec["label_key"],
                                spec["classes"], hint)
+    return x_tr, y_tr, x_te, y_te
+
+
+def load_cifar(name: str, data_dir=None, image_size: int = 32) -> ImageData:
+    """CIFAR-10/100 (:func:`read_cifar_uint8`) as an :class:`ImageData`, intensities / 255."""
+    x_tr, y_tr, x_te, y_te = read_cifar_uint8(name, data_dir)
     x_tr = _resize(x_tr.float().div_(255), image_size)
     x_te = _resize(x_te.float().div_(255), image_size)
-    return ImageData(name, x_tr, y_tr, x_te, y_te, CIFAR_MEAN, CIFAR_STD, spec["classes"])
+    return ImageData(name, x_tr, y_tr, x_te, y_te, CIFAR_MEAN, CIFAR_STD, _CIFAR[name]["classes"])
 
 
 def write_fake_cifar(root, name: str = "cifar10", n_train: int = 100, n_test: int = 50,
@@ -213,6 +255,13 @@ def make_synthetic(image_size: int = 8, channels: int = 3, num_classes: int = 10
     return ImageData("synthetic", x_tr, y_tr, x_te, y_te, mean, std, num_classes)
 
 
+def subset(data: ImageData, n_train: int = 0, n_test: int = 0) -> ImageData:
+    """The first ``n_train`` training and ``n_test`` test images of ``data`` (0: all)."""
+    tr, te = slice(0, n_train or None), slice(0, n_test or None)
+    return ImageData(data.name, data.x_train[tr], data.y_train[tr], data.x_test[te], data.y_test[te],
+                     data.mean, data.std, data.num_classes)
+
+
 def load_data(config) -> ImageData:
     """The data set a :class:`nets.TrainConfig` asks for (on the CPU; move it with ``.to``)."""
     size = config.image_size
@@ -222,10 +271,7 @@ def load_data(config) -> ImageData:
         data = load_cifar(config.dataset, config.data_dir, size or 32)
     else:
         data = make_synthetic(size or 8, seed=config.data_seed)
-    if config.train_subset:
-        n = config.train_subset
-        data = ImageData(data.name, data.x_train[:n], data.y_train[:n], data.x_test, data.y_test,
-                         data.mean, data.std, data.num_classes)
+    data = subset(data, config.train_subset, getattr(config, "test_subset", 0))
     if data.x_train.shape[0] < config.batch_size:
         raise DataError(f"{data.name} has {data.x_train.shape[0]} training images, fewer than one "
                         f"batch of {config.batch_size}; lower --batch-size")

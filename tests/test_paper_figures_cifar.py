@@ -1,0 +1,61 @@
+"""`python -m paper_figures cifar`: a tiny experiment on a fake CIFAR folder (CPU, CI), resumable."""
+import json
+
+import pytest
+
+from nets.data import write_fake_cifar
+from paper_figures import fig_cifar
+from paper_figures.__main__ import main
+
+TINY = fig_cifar.CifarExperiment(width=2, train_subset=96, test_subset=32, wd=2e-3, lrs=(0.5, 1.0, 1.5),
+                                 twin=(2.0, 1e-3), iters=12, record_every=2, eval_every=6, sharpness_every=6,
+                                 sharpness_batches=1, sharpness_iters=4, init_si_norm=20.0, batch_size=32,
+                                 scale_length=True)
+
+
+def test_presets_are_valid_and_hold_an_equal_product_twin():
+    for name, exp in fig_cifar.PRESETS.items():
+        cfgs = exp.configs("DATA")
+        assert len(cfgs) == len(exp.lrs) + 1 >= 4, name
+        products = [c.lr * c.wd for c in cfgs]
+        twin = exp.twin[0] * exp.twin[1]
+        assert sum(abs(p - twin) < 1e-12 for p in products) == 2, name      # the twin and its partner
+        top = max(products)
+        for c in cfgs:   # scale_length: every run spans the same number of periods (iters ~ 1/(eta*lam))
+            f = top / (c.lr * c.wd) if exp.scale_length else 1.0
+            assert c.iters - exp.fit_iters == pytest.approx(exp.iters * f, rel=1e-3)
+            assert c.sharpness_every == exp.sharpness_every
+            assert c.full_train_eval and c.image_size is None and c.dataset == "cifar10"
+
+
+def test_cifar_experiment_end_to_end_on_fake_data_and_resumes(tmp_path, monkeypatch, capsys):
+    write_fake_cifar(tmp_path / "data", "cifar10", n_train=120, n_test=40)
+    monkeypatch.setitem(fig_cifar.PRESETS, "quick", TINY)
+    args = ["cifar", "--quick", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"),
+            "--publish", str(tmp_path / "pub")]
+    assert main(args) == 0
+    s = json.loads((tmp_path / "pub" / "cifar.json").read_text())["summary"]
+    assert (tmp_path / "pub" / "cifar.png").stat().st_size > 1000
+    runs = s["runs"]
+    assert [(r["eta"], r["lam"]) for r in runs] == [(0.5, 2e-3), (1.0, 2e-3), (1.5, 2e-3), (2.0, 1e-3)]
+    assert [r["iterations"] for r in runs] == [36, 18, 12, 18]
+    for r in runs:
+        for key in ("subset", "width", "n_periods", "mean_length", "std_length", "predicted_mean_length",
+                    "measured_over_predicted", "forecast_median_error_fraction", "images_per_s"):
+            assert key in r
+        assert r["subset"] == 96 and r["width"] == 2
+    assert "twin_length_ratio" in s and s["experiment"]["lrs"] == [0.5, 1.0, 1.5]
+    runs_dir = fig_cifar.experiment_dir(tmp_path / "out", "quick", TINY)
+    first = {p: p.stat().st_mtime_ns for p in runs_dir.glob("*/metrics.npz")}
+    assert len(first) == 4
+    assert main(args) == 0                            # finished runs are reused, not trained again
+    assert {p: p.stat().st_mtime_ns for p in first} == first
+
+
+def test_cifar_without_data_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SIBN_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["cifar", "--quick", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nets.data download cifar10" in err and "SIBN_DATA_DIR" in err
