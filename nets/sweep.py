@@ -30,7 +30,7 @@ ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "n_periods", "mean_length", "std_len
             "final_test_acc", "sharpness_peak_over_threshold", "collapsed_at", "completed", "diverged",
             "run_dir")
 
-__all__ = ["run_sweep", "sweep_configs", "build_parser", "main"]
+__all__ = ["run_sweep", "sweep_configs", "ensure_run", "build_parser", "main"]
 
 
 def sweep_configs(base: TrainConfig, lrs, wds=None, *, scale_length: bool = False) -> list[TrainConfig]:
@@ -78,16 +78,34 @@ def _tag(cfg: TrainConfig) -> str:
     return f"lr{cfg.lr:g}_wd{cfg.wd:g}"
 
 
+def ensure_run(cfg: TrainConfig, run_dir: Path) -> bool:
+    """Train ``cfg`` in ``run_dir``, continue it from its checkpoint there, or leave it when it is
+    finished (completed or diverged: a diverged run keeps what it recorded). Returns False when
+    the run was interrupted."""
+    from .checkpoint import CHECKPOINT_NAME
+    from .run import resume_training, run_training
+    from .trainer import TrainingDiverged
+
+    done = run_dir / "periods.json"
+    if done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged")):
+        return True
+    try:
+        if (run_dir / CHECKPOINT_NAME).exists():
+            res = resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet)
+        else:
+            res = run_training(cfg, run_dir=run_dir)
+    except TrainingDiverged:
+        return True
+    return res.completed
+
+
 def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[dict], bool]:
     """Run (or continue) every config in ``sweep_dir/<lr..._wd...>/``; write the sweep files.
 
     Returns ``(rows, completed)``; ``completed`` is False when a run was interrupted (the sweep
     then stops; call again to continue).
     """
-    from .checkpoint import CHECKPOINT_NAME
     from .plots import plot_sweep
-    from .run import resume_training, run_training
-    from .trainer import TrainingDiverged
 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -95,18 +113,7 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[d
     rows, completed = [], True
     for cfg in configs:
         run_dir = sweep_dir / _tag(cfg)
-        done = run_dir / "periods.json"
-        if done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged")):
-            pass
-        else:
-            try:
-                if (run_dir / CHECKPOINT_NAME).exists():
-                    res = resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet)
-                else:
-                    res = run_training(cfg, run_dir=run_dir)
-                completed = res.completed
-            except TrainingDiverged:    # recorded as a row without periods; the sweep goes on
-                pass
+        completed = ensure_run(cfg, run_dir)     # a diverged run is a row without periods
         rows.append(_row(cfg, run_dir))
         if not completed:
             break

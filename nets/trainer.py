@@ -64,16 +64,19 @@ class Trainer:
         self.scale, self.shift = self.data.normaliser()
         self.model = build_model(c.model, mode=c.mode, width=c.width, num_classes=data.num_classes,
                                  in_channels=data.channels, input_size=data.image_size,
-                                 last_layer_norm=c.last_layer_norm).to(self.device)
+                                 last_layer_norm=c.last_layer_norm, norm=c.norm).to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         probe_x = torch.addcmul(self.shift, self.data.x_train[:8], self.scale)
         self.groups: SIGroups = find_si_groups(self.model, probe_x)
         params = dict(self.model.named_parameters())
         self.watch = SIWatch([params[n] for n in self.groups.si])
-        init_norm = c.wrs_norm if c.wrs_norm is not None else c.init_si_norm
+        if c.fixed_elr_per_layer and self.groups.individual != self.groups.si:
+            raise ValueError("fixed_elr_per_layer needs every SI tensor to be SI on its own; these are SI only "
+                             f"jointly: {[n for n in self.groups.si if n not in self.groups.individual]}")
+        init_norm = c.si_radius if c.si_radius is not None else c.init_si_norm
         if init_norm is not None:
-            self.watch.rescale_(init_norm)
+            self.watch.rescale_(init_norm, per_layer=c.fixed_elr_per_layer)
         self.initial_si_norm = float(self.watch.norm())
         self.optimizer = self._make_optimizer([params[n] for n in self.groups.other])
         gen = torch.Generator(device=self.device)
@@ -167,8 +170,8 @@ class Trainer:
             self._window += 1
         probe = StepProbe(self.watch) if record else None
         self.optimizer.step()
-        if self.config.wrs_norm is not None:
-            self.watch.rescale_(self.config.wrs_norm)
+        if self.config.si_radius is not None:     # WRS / fixed ELR: back onto the sphere
+            self.watch.rescale_(self.config.si_radius, per_layer=self.config.fixed_elr_per_layer)
         self.iteration = t + 1
         row = None
         if record:
