@@ -30,7 +30,7 @@ from simulate.regimes import RegimeStats, regime_boundaries, regime_statistics
 from .config import TrainConfig
 
 PROG = "python -m nets.regimes"
-ROW_KEYS = ("fixed_elr", "per_layer", "regime", "level", "loss_trend", "grad_trend", "final_loss",
+ROW_KEYS = ("fixed_elr", "per_layer", "regime", "level", "angle", "loss_trend", "grad_trend", "final_loss",
             "final_grad", "final_train_acc", "eff_lr_sharpness", "iters", "completed", "run_dir")
 
 __all__ = ["regime_configs", "regime_of_run", "run_regime_sweep", "build_parser", "main"]
@@ -45,8 +45,8 @@ def regime_configs(base: TrainConfig, elrs, *, per_layer: bool = False) -> list[
 def regime_of_run(steps: dict, num_classes: int, **rule) -> RegimeStats:
     """Label one run from its step table (:data:`nets.metrics.STEP_COLUMNS`) by
     :func:`simulate.regimes.regime_statistics`, reference loss ln(num_classes)."""
-    return regime_statistics(steps["train_loss"], steps["eff_grad_norm"], steps["iteration"],
-                             reference_loss=math.log(num_classes), **rule)
+    return regime_statistics(steps["train_loss"], steps["eff_grad_norm"], steps["angular_update"],
+                             steps["iteration"], reference_loss=math.log(num_classes), **rule)
 
 
 def _tag(cfg: TrainConfig) -> str:
@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     print(f"{sweep_dir}: {len(rows)}/{len(configs)} runs")
     for r in rows:
         print(f"  ELR {r['fixed_elr']:g}{' per layer' if r['per_layer'] else ''}: {r['regime']:11s} "
-              f"loss {r['final_loss']:.3g} ({r['level']:.2g} x chance), trends: loss t^{r['loss_trend']:+.2f} "
+              f"loss {r['final_loss']:.3g} ({r['level']:.2g} x chance), {r['angle']:.2g} rad/step, trends: "
+              f"loss t^{r['loss_trend']:+.2f} "
               f"G t^{r['grad_trend']:+.2f}, train acc {r['final_train_acc']:.2f}"
               + (f", ELR x sharpness {r['eff_lr_sharpness']:.3g}" if math.isfinite(r["eff_lr_sharpness"]) else ""))
     for variant, b in bounds.items():

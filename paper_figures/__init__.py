@@ -3,7 +3,8 @@
 ``python -m paper_figures <name> [--quick] [--out DIR]``; names in :data:`FIGURES`, plus ``all`` and
 ``report`` (every figure and a Markdown page with a predicted-vs-measured table).
 """
-from . import fig_equivalences, fig_frequency, fig_period_detail, fig_periodic, fig_phase
+from . import (fig_equivalences, fig_frequency, fig_norms, fig_period_detail, fig_periodic, fig_phase,
+               fig_regimes)
 
 #: name -> (module, one-line description); each module has ``make(out, quick) -> FigureResult``
 FIGURES = {
@@ -14,4 +15,10 @@ FIGURES = {
     "equivalences": (fig_equivalences, "exponential LR and WRS vs WD, scaling equivalence, overlaid"),
 }
 
-__all__ = ["FIGURES"]
+#: beyond the paper, not part of ``all``/``report`` (their own, longer runs)
+EXTENSIONS = {
+    "regimes": (fig_regimes, "fixed effective LR on the sphere: convergence / chaotic equilibrium / divergence"),
+    "norms": (fig_norms, "periodic behaviour of the ConvNet with BatchNorm, LayerNorm, GroupNorm, weight norm"),
+}
+
+__all__ = ["FIGURES", "EXTENSIONS"]

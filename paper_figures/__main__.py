@@ -5,24 +5,27 @@ import sys
 import time
 from pathlib import Path
 
+from nets.data import DataError
 from simulate.io import CliParser, cli_fail
 
-from . import FIGURES
+from . import EXTENSIONS, FIGURES
 
 PROG = "python -m paper_figures"
 
 
 def build_parser() -> CliParser:
     names = "\n".join(f"  {k:14s} {v[1]}" for k, v in FIGURES.items())
+    extra = "\n".join(f"  {k:14s} {v[1]}" for k, v in EXTENSIONS.items())
     p = CliParser(prog=PROG, description="Regenerate the key figures of Lobacheva et al. (NeurIPS 2021).",
                   epilog=f"figures:\n{names}\n  all            every figure\n  report         every figure "
                          "and report.md with a predicted-vs-measured table\n\n"
+                         f"beyond the paper (not in all/report):\n{extra}\n\n"
                          "--quick runs CPU-sized experiments (about 1 min in all on 2 cores). The full mode sizes the "
                          "network runs for a GPU: with $SIBN_DATA_DIR pointing at CIFAR-10, 750k ConvNet "
                          "iterations; without it, the digits at 16x16 (60k iterations, measured 25 min on 2 CPU "
                          "cores). Network runs are cached under OUT/net_runs and resumed if interrupted.",
                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=[*FIGURES, "all", "report"], metavar="NAME",
+    p.add_argument("name", choices=[*FIGURES, *EXTENSIONS, "all", "report"], metavar="NAME",
                    help="figure name, 'all' or 'report' (see below)")
     p.add_argument("--quick", action="store_true", help="CPU-sized runs (minutes)")
     p.add_argument("--out", type=Path, default=None,
@@ -45,14 +48,14 @@ def main(argv=None) -> int:
         for k, name in enumerate(names, 1):
             t = time.perf_counter()
             print(f"[{k}/{len(names)}] {name} ...", flush=True)
-            res = FIGURES[name][0].make(out, args.quick)
+            res = {**FIGURES, **EXTENSIONS}[name][0].make(out, args.quick)
             results.append(res)
             print(f"      wrote {', '.join(p.name for p in res.files)} ({time.perf_counter() - t:.1f} s)", flush=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished figures are in {out}; network runs resume from their checkpoints",
               file=sys.stderr)
         return 130
-    except FileNotFoundError as exc:     # e.g. SIBN_DATA_DIR pointing nowhere
+    except (FileNotFoundError, DataError) as exc:     # e.g. SIBN_DATA_DIR pointing nowhere
         cli_fail(PROG, str(exc))
     if args.name == "report":
         from .report import write_report

@@ -9,21 +9,27 @@ learned: the loss stays at the level of a random guess).
 Classification rule (:func:`classify_regime`), applied to the end of one run
 -----------------------------------------------------------------------------
 Inputs: the recorded loss :math:`L_t` (mini-batch or full-batch), the effective gradient norm
-:math:`G_t = \rho_t\|\nabla f(x_t)\|` (:func:`theory.dynamics.effective_grad_norm`) and a
+:math:`G_t = \rho_t\|\nabla f(x_t)\|` (:func:`theory.dynamics.effective_grad_norm`), the angle
+:math:`\theta_t` of each step (:func:`theory.dynamics.angular_update`; on the sphere
+:math:`\theta_t = \arctan(\tilde\eta G_t)`, :func:`theory.sphere.sphere_angular_update`) and a
 reference loss :math:`L_0` = the loss of a random guess (:func:`chance_loss`: :math:`\ln k` for
 :math:`k` classes, :math:`\operatorname{tr}A/(2d)` for the normalised quadratic, the mean of
 :math:`f` over the uniform sphere). Over the last ``tail`` fraction of the records, cut into
 ``windows`` equal windows with the median of each (robust to mini-batch noise):
 
 * ``level`` = median loss of the last window divided by :math:`L_0`;
+* ``angle`` = median angle per step of the last window (radians);
 * ``loss_trend``, ``grad_trend`` = least-squares slopes of log(window median) against
   log(window centre iteration): the power of :math:`t` by which :math:`L` and :math:`G` change
   (0 for a stationary series, -1 for :math:`1/t`, very negative for an exponential decay).
 
 Then, in this order:
 
-1. **divergence** -- a non-finite loss or gradient anywhere, or ``level >= diverge_level`` (0.9):
-   no better than a random guess;
+1. **divergence** -- a non-finite loss, gradient or angle anywhere, or ``level >= diverge_level`` (0.9)
+   with ``angle >= diverge_angle`` (:math:`\pi/4`, i.e. :math:`\tilde\eta G \ge 1`): no better
+   than a random guess while every step turns the weights by a large angle (a random walk on the
+   sphere). A loss at the random-guess level with *small* steps is a run that has not learned
+   yet, not a divergent one, and falls to the next rules;
 2. **convergence** -- ``level <= converge_level`` (1e-3: at the minimum for losses whose minimum
    is 0), or ``loss_trend <= -converge_slope`` or ``grad_trend <= -converge_slope`` (0.5): the
    loss or the effective gradient norm is still falling at least like :math:`t^{-1/2}`;
@@ -64,6 +70,7 @@ class RegimeStats:
 
     regime: str
     level: float
+    angle: float
     loss_trend: float
     grad_trend: float
     final_loss: float
@@ -89,53 +96,58 @@ def _log_slope(t: np.ndarray, y: np.ndarray) -> float:
     return float(lt @ (ly - ly.mean()) / den) if den > 0 else 0.0
 
 
-def regime_statistics(loss, eff_grad_norm, iterations=None, *, reference_loss: float, tail: float = 0.5,
-                      windows: int = 8, diverge_level: float = 0.9, converge_level: float = 1e-3,
-                      converge_slope: float = 0.5) -> RegimeStats:
+def regime_statistics(loss, eff_grad_norm, angle, iterations=None, *, reference_loss: float, tail: float = 0.5,
+                      windows: int = 8, diverge_level: float = 0.9, diverge_angle: float = np.pi / 4,
+                      converge_level: float = 1e-3, converge_slope: float = 0.5) -> RegimeStats:
     r"""Statistics and regime of one run (the rule of the module docstring).
 
     Parameters
     ----------
-    loss, eff_grad_norm : array_like, shape (n,)
-        Recorded loss and effective gradient norm :math:`G_t`, in recording order.
+    loss, eff_grad_norm, angle : array_like, shape (n,)
+        Recorded loss, effective gradient norm :math:`G_t` and angle of the step (radians), in
+        recording order.
     iterations : array_like of int, shape (n,), optional
         Iteration of each record (default ``0, 1, ...``); times are taken as ``iteration + 1``.
     reference_loss : float
         :math:`L_0 > 0`, the loss of a random guess (:func:`chance_loss`).
-    tail, windows, diverge_level, converge_level, converge_slope
+    tail, windows, diverge_level, diverge_angle, converge_level, converge_slope
         The rule's parameters (module docstring).
     """
     loss = np.asarray(loss, dtype=np.float64).reshape(-1)
     grad = np.asarray(eff_grad_norm, dtype=np.float64).reshape(-1)
-    if loss.shape != grad.shape or loss.size < 2:
-        raise ValueError(f"loss and eff_grad_norm must have the same length >= 2, got {loss.size} and {grad.size}")
+    ang = np.asarray(angle, dtype=np.float64).reshape(-1)
+    if not loss.shape == grad.shape == ang.shape or loss.size < 2:
+        raise ValueError("loss, eff_grad_norm and angle must have the same length >= 2, got "
+                         f"{loss.size}, {grad.size} and {ang.size}")
     t = np.arange(loss.size, dtype=np.float64) if iterations is None else np.asarray(iterations, dtype=np.float64)
     if t.shape != loss.shape:
         raise ValueError(f"iterations has length {t.size}, the series {loss.size}")
     if not (np.isfinite(reference_loss) and reference_loss > 0):
         raise ValueError(f"reference_loss must be finite and > 0, got {reference_loss!r}")
-    if not (windows >= 2 and diverge_level > converge_level > 0 and converge_slope > 0):
-        raise ValueError("need windows >= 2, diverge_level > converge_level > 0 and converge_slope > 0")
-    if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))):
+    if not (windows >= 2 and diverge_level > converge_level > 0 and converge_slope > 0 and diverge_angle > 0):
+        raise ValueError("need windows >= 2, diverge_level > converge_level > 0, converge_slope > 0 and "
+                         "diverge_angle > 0")
+    if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(grad)) and np.all(np.isfinite(ang))):
         nan = float("nan")
-        return RegimeStats("divergence", nan, nan, nan, nan, nan)
+        return RegimeStats("divergence", nan, nan, nan, nan, nan, nan)
     lo = tail_start(loss.size, tail)
     tc, lm = _window_medians(t[lo:] + 1, loss[lo:], windows)
     _, gm = _window_medians(t[lo:] + 1, grad[lo:], windows)
+    step_angle = float(_window_medians(t[lo:], ang[lo:], windows)[1][-1])
     level = float(lm[-1] / reference_loss)
     loss_trend, grad_trend = _log_slope(tc, lm), _log_slope(tc, gm)
-    if level >= diverge_level:
+    if level >= diverge_level and step_angle >= diverge_angle:
         regime = "divergence"
     elif level <= converge_level or min(loss_trend, grad_trend) <= -converge_slope:
         regime = "convergence"
     else:
         regime = "chaotic"
-    return RegimeStats(regime, level, loss_trend, grad_trend, float(lm[-1]), float(gm[-1]))
+    return RegimeStats(regime, level, step_angle, loss_trend, grad_trend, float(lm[-1]), float(gm[-1]))
 
 
-def classify_regime(loss, eff_grad_norm, iterations=None, *, reference_loss: float, **rule) -> str:
+def classify_regime(loss, eff_grad_norm, angle, iterations=None, *, reference_loss: float, **rule) -> str:
     """``'convergence'``, ``'chaotic'`` or ``'divergence'`` (:func:`regime_statistics`)."""
-    return regime_statistics(loss, eff_grad_norm, iterations, reference_loss=reference_loss, **rule).regime
+    return regime_statistics(loss, eff_grad_norm, angle, iterations, reference_loss=reference_loss, **rule).regime
 
 
 def chance_loss(objective: Objective) -> float:
@@ -170,7 +182,7 @@ def sphere_sweep(objective: Objective, eff_lrs, *, steps: int, seeds=(0,), block
 
 def classify_trajectory(traj: Trajectory, reference_loss: float, **rule) -> list[RegimeStats]:
     """:func:`regime_statistics` for every configuration of a recorded run."""
-    return [regime_statistics(traj.loss[:, i], traj.eff_grad_norm[:, i], traj.iterations,
+    return [regime_statistics(traj.loss[:, i], traj.eff_grad_norm[:, i], traj.angle[:, i], traj.iterations,
                               reference_loss=reference_loss, **rule) for i in range(traj.n_configs)]
 
 

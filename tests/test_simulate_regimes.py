@@ -20,44 +20,53 @@ def _noisy(level, rel_noise=0.3, seed=0):
     return level * np.exp(rel_noise * np.random.default_rng(seed).standard_normal(T.size))
 
 
-@pytest.mark.parametrize("loss,grad,expected", [
-    (2.0 * np.exp(-T / 400) + 1e-9, 5 * np.exp(-T / 800), "convergence"),      # exponential descent
-    (3.0 / (1 + T / 50), _noisy(20.0), "convergence"),                             # loss ~ 1/t, G flat
-    (_noisy(0.8), 10 * (1 + T / 100.0) ** -0.8, "convergence"),                    # loss flat, G ~ t^-0.8
-    (_noisy(1e-5), _noisy(1e-3, seed=1), "convergence"),                           # at the minimum (0)
-    (_noisy(0.9), _noisy(15.0, seed=1), "chaotic"),                                # stationary, 0.39 L0
-    (0.9 + 0.5 * np.exp(-T / 300), _noisy(15.0, seed=2), "chaotic"),             # settled early on
-    (0.9 * (1 + T / 100.0) ** -0.2, _noisy(15.0, seed=3), "chaotic"),             # drifts slower than t^-1/2
-    (_noisy(2.3), _noisy(40.0, seed=1), "divergence"),                             # a random guess
-    (_noisy(7.0), _noisy(3e3, seed=1), "divergence"),                              # worse than a guess
-    (np.r_[_noisy(0.5)[:-1], np.nan], _noisy(1.0), "divergence"),                  # non-finite
+SMALL, LARGE = np.full(T.size, 0.02), np.full(T.size, 1.5)      # angles per step (rad)
+
+
+@pytest.mark.parametrize("loss,grad,angle,expected", [
+    (2.0 * np.exp(-T / 400) + 1e-9, 5 * np.exp(-T / 800), SMALL, "convergence"),   # exponential descent
+    (3.0 / (1 + T / 50), _noisy(20.0), SMALL, "convergence"),                       # loss ~ 1/t, G flat
+    (_noisy(0.8), 10 * (1 + T / 100.0) ** -0.8, SMALL, "convergence"),              # loss flat, G ~ t^-0.8
+    (_noisy(1e-5), _noisy(1e-3, seed=1), SMALL, "convergence"),                     # at the minimum (0)
+    (30.0 / (1 + T / 50), _noisy(20.0), SMALL, "convergence"),   # above a random guess, small steps, descending
+    (_noisy(0.9), _noisy(15.0, seed=1), SMALL, "chaotic"),                          # stationary, 0.39 L0
+    (_noisy(0.9), _noisy(15.0, seed=1), LARGE, "chaotic"),                          # large steps, but learned
+    (0.9 + 0.5 * np.exp(-T / 300), _noisy(15.0, seed=2), SMALL, "chaotic"),        # settled early on
+    (0.9 * (1 + T / 100.0) ** -0.2, _noisy(15.0, seed=3), SMALL, "chaotic"),       # drifts slower than t^-1/2
+    (_noisy(2.3), _noisy(40.0, seed=1), LARGE, "divergence"),                       # a random guess
+    (_noisy(7.0), _noisy(3e3, seed=1), LARGE, "divergence"),                        # worse than a guess
+    (400.0 / (1 + T / 50), _noisy(3e3, seed=1), LARGE, "divergence"),              # falling, still above a guess
+    (np.r_[_noisy(0.5)[:-1], np.nan], _noisy(1.0), SMALL, "divergence"),            # non-finite
 ])
-def test_rule_on_synthetic_series(loss, grad, expected):
-    assert classify_regime(loss, grad, T, reference_loss=L0) == expected
+def test_rule_on_synthetic_series(loss, grad, angle, expected):
+    assert classify_regime(loss, grad, angle, T, reference_loss=L0) == expected
 
 
 def test_rule_statistics_are_the_power_laws_of_the_series():
-    s = regime_statistics(5.0 * (1 + T) ** -1.0, 3.0 * (1 + T) ** -0.5, T, reference_loss=L0)
+    s = regime_statistics(5.0 * (1 + T) ** -1.0, 3.0 * (1 + T) ** -0.5, np.linspace(0, 1, T.size), T,
+                          reference_loss=L0)
     assert s.loss_trend == pytest.approx(-1.0, abs=1e-9)
     assert s.grad_trend == pytest.approx(-0.5, abs=1e-9)
     window = T[T >= 2000][-25:]                     # the last of 8 windows of the last 200 records
     assert s.final_loss == pytest.approx(np.median(5.0 * (1 + window) ** -1.0))
     assert s.level == pytest.approx(s.final_loss / L0)
+    assert s.angle == pytest.approx(np.median(np.linspace(0, 1, T.size)[-25:]))
 
 
 def test_rule_thresholds_move_the_decision():
     loss, grad = 3.0 * (1 + T / 50.0) ** -0.3, _noisy(5.0)
-    assert classify_regime(loss, grad, T, reference_loss=L0) == "chaotic"
-    assert classify_regime(loss, grad, T, reference_loss=L0, converge_slope=0.25) == "convergence"
-    assert classify_regime(_noisy(1.9), grad, T, reference_loss=L0) == "chaotic"
-    assert classify_regime(_noisy(1.9), grad, T, reference_loss=L0, diverge_level=0.7) == "divergence"
+    assert classify_regime(loss, grad, SMALL, T, reference_loss=L0) == "chaotic"
+    assert classify_regime(loss, grad, SMALL, T, reference_loss=L0, converge_slope=0.25) == "convergence"
+    assert classify_regime(_noisy(1.9), grad, LARGE, T, reference_loss=L0) == "chaotic"
+    assert classify_regime(_noisy(1.9), grad, LARGE, T, reference_loss=L0, diverge_level=0.7) == "divergence"
+    assert classify_regime(_noisy(2.3), grad, LARGE, T, reference_loss=L0, diverge_angle=1.6) == "chaotic"
 
 
 def test_rule_rejects_bad_input():
     with pytest.raises(ValueError, match="same length"):
-        classify_regime([1.0, 2.0], [1.0], reference_loss=1.0)
+        classify_regime([1.0, 2.0], [1.0], [0.1, 0.1], reference_loss=1.0)
     with pytest.raises(ValueError, match="reference_loss"):
-        classify_regime([1.0, 2.0], [1.0, 1.0], reference_loss=0.0)
+        classify_regime([1.0, 2.0], [1.0, 1.0], [0.1, 0.1], reference_loss=0.0)
 
 
 def test_boundaries_between_labelled_runs():
