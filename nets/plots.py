@@ -123,10 +123,13 @@ def plot_regimes(path, rows: list[dict], boundaries: dict, title: str = "") -> P
     ax.grid(alpha=0.3, which="both")
     if sharp:
         ax2 = axes[0, 1]
-        ax2.plot([r["fixed_elr"] for r in sharp], [r["eff_lr_sharpness"] for r in sharp], "o-", color="0.3")
+        ax2.plot([r["fixed_elr"] for r in sharp], [r["eff_lr_sharpness"] for r in sharp], "o-", color="0.3",
+                 label="end of the run")
+        ax2.plot([r["fixed_elr"] for r in sharp], [r["eff_lr_sharpness_start"] for r in sharp], "o:", mfc="none",
+                 color="0.6", label="at initialisation")
         ax2.axhline(2.0, color="k", ls="--", lw=0.8, label="destabilisation: $\\tilde\\eta h = 2$")
         ax2.set(xscale="log", yscale="log", xlabel="effective LR $\\tilde\\eta$",
-                ylabel="$\\tilde\\eta h$ at the end (sphere sharpness h)")
+                ylabel="$\\tilde\\eta h$ (sphere sharpness h)")
         ax2.legend(fontsize=8)
         ax2.grid(alpha=0.3, which="both")
     fig.suptitle(title, fontsize=9)

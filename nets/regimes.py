@@ -31,7 +31,8 @@ from .config import TrainConfig
 
 PROG = "python -m nets.regimes"
 ROW_KEYS = ("fixed_elr", "per_layer", "regime", "level", "angle", "loss_trend", "grad_trend", "final_loss",
-            "final_grad", "final_train_acc", "eff_lr_sharpness", "iters", "completed", "run_dir")
+            "final_grad", "final_train_acc", "eff_lr_sharpness_start", "eff_lr_sharpness", "iters", "completed",
+            "run_dir")
 
 __all__ = ["regime_configs", "regime_of_run", "run_regime_sweep", "build_parser", "main"]
 
@@ -64,6 +65,7 @@ def _row(cfg: TrainConfig, run_dir: Path, rule: dict) -> dict:
     acc = steps["train_acc"]
     return {"fixed_elr": cfg.fixed_elr, "per_layer": cfg.fixed_elr_per_layer, **stats.to_dict(),
             "final_train_acc": float(np.median(acc[-max(len(acc) // 10, 1):])) if len(acc) else float("nan"),
+            "eff_lr_sharpness_start": float(sharp[0]) if len(sharp) > 1 else float("nan"),
             "eff_lr_sharpness": float(sharp[-1]) if len(sharp) else float("nan"),
             "iters": int(done.get("iterations", 0)), "completed": bool(done.get("completed")),
             "run_dir": str(run_dir)}

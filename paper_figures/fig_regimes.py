@@ -58,8 +58,8 @@ def _toy_panels(axes, maps: dict) -> None:
     for key, marker in (("quadratic", "o"), ("mlp", "s")):
         m = maps[key]
         ax.plot(m["elr"], m["angle_predicted"], "-", color="0.5", lw=0.8)
-        draw_regime_map(ax, m["elr"], m["angle"], m["labels"], marker=marker, label=f"{key}: measured",
-                        line_color="none")
+        draw_regime_map(ax, m["elr"], m["angle"], m["labels"], marker=marker, line_color="none")
+        ax.plot([], [], marker, color="0.7", mec="k", mew=0.4, label=f"{key}: measured (colour: regime)")
     ax.plot([], [], "-", color="0.5", lw=0.8, label="mean of arctan($\\tilde\\eta G_t$)")
     ax.axhline(np.pi / 2, color="tab:red", ls=":", lw=0.8)
     ax.set(yscale="linear", xlabel="effective LR $\\tilde\\eta$", ylabel="mean angle per step (rad)",
@@ -99,6 +99,9 @@ def _net_panels(axes, nets: dict) -> None:
     sharp = [r for r in rows if np.isfinite(r["eff_lr_sharpness"])]
     for r in sharp:
         ax.plot(r["fixed_elr"], r["eff_lr_sharpness"], "o", color=REGIME_COLORS[r["regime"]], mec="k", mew=0.4)
+        ax.plot(r["fixed_elr"], r["eff_lr_sharpness_start"], "o", mfc="none", mec="0.4")
+    ax.plot([], [], "o", color="0.6", mec="k", mew=0.4, label="end of the run (colour: regime)")
+    ax.plot([], [], "o", mfc="none", mec="0.4", label="at initialisation")
     ax.axhline(2.0, color="k", ls="--", lw=0.8, label="stability threshold 2")
     ax.set(xscale="log", yscale="log", xlabel="effective LR $\\tilde\\eta$",
            ylabel="$\\tilde\\eta h$ at the end", title="(f) ConvNet: ELR x sphere sharpness")

@@ -6,7 +6,10 @@ Toys (:func:`toy_maps`; :func:`simulate.regimes.sphere_sweep`, vectorised over t
   spectrum in [0, 1], sphere sharpness at the minimum :math:`h = 1`) under projected **GD**: the
   convergence boundary is predicted exactly, :math:`\tilde\eta_c = 2/h` (:mod:`theory.stability`);
 * a fully SI BN MLP (:class:`simulate.objectives.BNMLP`, 2 SI matrices, mini-batch **SGD**, batch 32
-  of 256 samples), with the total norm fixed and per layer (each matrix on its own sphere).
+  of 256 samples), with the total norm fixed and per layer (each matrix on its own sphere). Its fixed
+  head has norm 10 (:data:`MLP_HEAD_NORM`), large enough for the MLP to fit its data almost exactly:
+  with the default 5 the logits stay too small, the minimum's mini-batch gradients never vanish and
+  SGD settles at a noise floor for every ELR (no convergence regime to find).
 
 Network (:func:`net_base`, :data:`NET_ELRS`; :func:`nets.regimes.run_regime_sweep`): the fully SI
 ConvNet. ``quick`` is CPU-sized: width 8 on 1,024 CIFAR-10 training images (``$SIBN_DATA_DIR``;
@@ -31,6 +34,7 @@ __all__ = ["NET_ELRS", "PER_LAYER_ELRS", "PAPER_CONVNET", "toy_maps", "net_base"
 
 NET_ELRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 PER_LAYER_ELRS = (1e-3, 1e-2, 1e-1)
+MLP_HEAD_NORM = 10.0
 #: the regimes reported for the paper's ConvNet (width 32, CIFAR-10, 1,000 epochs; Kodryan et al., 2022)
 PAPER_CONVNET = {"convergence_upper": 5e-4, "chaotic": (1e-3, 5e-3), "divergence_lower": 5e-2}
 
@@ -63,9 +67,9 @@ def toy_maps(quick: bool, steps: int | None = None) -> dict:
     q = sphere_sweep(quad, np.geomspace(0.1, 100, 13 if quick else 19), steps=steps, record_every=5)
     out = {"quadratic": {**_map(q, chance_loss(quad)),
                          "critical_elr": float(critical_effective_lr(quad.sphere_sharpness()))}}
-    mlp = BNMLP(hidden=16, n_samples=256, batch_size=32)
+    mlp = BNMLP(hidden=16, n_samples=256, batch_size=32, head_norm=MLP_HEAD_NORM)
     blocks = (mlp.h * mlp.p, mlp.h * mlp.h)
-    elrs = np.geomspace(3e-3, 3.0, 10 if quick else 16)
+    elrs = np.geomspace(3e-3, 3.0, 16)
     for key, b in (("mlp", None), ("mlp_per_layer", blocks)):
         traj = sphere_sweep(mlp, elrs, steps=steps, blocks=b, record_every=5)
         out[key] = _map(traj, chance_loss(mlp))

@@ -75,7 +75,14 @@ def test_boundaries_between_labelled_runs():
     assert b == {"convergence_upper": pytest.approx(np.sqrt(1e-5)), "divergence_lower": pytest.approx(np.sqrt(0.1)),
                  "ordered": True}
     b = regime_boundaries(e, ["convergence", "divergence", "chaotic", "divergence"])
-    assert not b["ordered"]
+    assert not b["ordered"] and b["divergence_lower"] == pytest.approx(np.sqrt(1e-5))     # tie: the smaller
+    # one stray label does not move a boundary: the threshold that misplaces the fewest runs
+    e8 = np.geomspace(1e-3, 1.0, 8)
+    labels = ["convergence", "convergence", "chaotic", "convergence", "convergence", "chaotic", "divergence",
+              "divergence"]
+    b = regime_boundaries(e8[::-1], labels[::-1])
+    assert b["convergence_upper"] == pytest.approx(np.sqrt(e8[4] * e8[5])) and not b["ordered"]
+    assert b["divergence_lower"] == pytest.approx(np.sqrt(e8[5] * e8[6]))
     assert regime_boundaries(e, ["chaotic"] * 4) == {"convergence_upper": None, "divergence_lower": None,
                                                       "ordered": True}
     with pytest.raises(ValueError, match="unknown"):

@@ -1,6 +1,6 @@
 r"""Training on the sphere at a fixed effective learning rate (projected SGD).
 
-Kodryan, Lobacheva, Nakhodnov & Vetrov (NeurIPS 2022, Sec. 2-3, "Training scale-invariant neural
+Kodryan, Lobacheva, Nakhodnov & Vetrov (NeurIPS 2022, "Training scale-invariant neural
 networks on the sphere can happen in three regimes") remove the norm dynamics of Lobacheva et al.
 (NeurIPS 2021, Sec. 2) altogether: the SI weights are kept at a fixed norm and trained with a
 *fixed* effective learning rate (ELR) :math:`\tilde\eta`. One step of projected SGD on the sphere
@@ -107,7 +107,7 @@ def sphere_step(x, grad, eff_lr, *, blocks: Sequence[int] | None = None):
               {\|x^{(k)}_t - \tilde\eta\,r_k^2\,\nabla_k f(x_t)\|}, \qquad r_k = \|x^{(k)}_t\|,
 
     so every block keeps its norm (to rounding) and, for SI ``f``, its direction takes an SGD step
-    of LR :math:`\tilde\eta` on its unit sphere (Kodryan et al., 2022, Sec. 2).
+    of LR :math:`\tilde\eta` on its unit sphere (Kodryan et al., 2022).
 
     Parameters
     ----------
