@@ -96,7 +96,8 @@ def net_base(quick: bool):
 def net_sweeps(out: Path, quick: bool, base=None, elrs=(NET_ELRS, PER_LAYER_ELRS)) -> dict:
     """Run (or reuse) the network's sweeps in ``out/net_regimes/{total,per_layer}`` over the ELRs
     ``elrs = (total, per_layer)``; returns ``{variant: (rows, boundaries, completed)}``
-    (:func:`nets.regimes.run_regime_sweep`)."""
+    (:func:`nets.regimes.run_regime_sweep`). An interrupted run raises ``KeyboardInterrupt`` after
+    its checkpoint is written; calling again continues the sweep."""
     from nets.regimes import regime_configs, run_regime_sweep
 
     base = base or net_base(quick)
@@ -105,4 +106,6 @@ def net_sweeps(out: Path, quick: bool, base=None, elrs=(NET_ELRS, PER_LAYER_ELRS
         rows, bounds, done = run_regime_sweep(regime_configs(base, grid, per_layer=per_layer),
                                               out / "net_regimes" / variant)
         res[variant] = (rows, bounds.get(variant, {}), done)
+        if not done:        # interrupted (Ctrl-C / SIGTERM): the next call resumes from the checkpoint
+            raise KeyboardInterrupt
     return res

@@ -53,3 +53,17 @@ def test_extensions_are_commands_but_not_part_of_all():
     for name in EXTENSIONS:
         assert build_parser().parse_args([name, "--quick"]).name == name
     assert "beyond the paper" in build_parser().format_help()
+
+
+def test_regime_network_configs(monkeypatch):
+    """quick: CPU-sized, width 8 on 1,024 CIFAR-10 images; full: the paper's width 32 on all of
+    CIFAR-10 for 10 epochs (a GPU job); digits when $SIBN_DATA_DIR is unset."""
+    from paper_figures.regime_runs import net_base
+
+    monkeypatch.setenv("SIBN_DATA_DIR", "/data")
+    quick, full = net_base(True), net_base(False)
+    assert (quick.dataset, quick.width, quick.train_subset, quick.iters) == ("cifar10", 8, 1024, 400)
+    assert (full.dataset, full.width, full.train_subset, full.iters) == ("cifar10", 32, 0, 3900)
+    assert full.iters == 10 * (50_000 // full.batch_size) and full.sharpness_every == full.iters - 1
+    monkeypatch.delenv("SIBN_DATA_DIR")
+    assert net_base(True).dataset == "digits"
