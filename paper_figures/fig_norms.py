@@ -7,7 +7,8 @@ of :mod:`nets.models` -- BatchNorm, LayerNorm, GroupNorm, weight normalisation -
 equal; :mod:`nets.si` finds the SI weights of each variant by testing (the four conv tensors in
 every case). Columns: one normalisation each; rows: train loss, SI norm :math:`\rho` and effective
 LR :math:`\eta/\rho^2`, destabilisations (:func:`simulate.periods.detect_periods`) marked; the
-title gives the measured and predicted period lengths (:func:`nets.report.analyse_periods`).
+title gives the measured and predicted period lengths and the range of the norm ratios
+:math:`\rho_{\max}/\rho_{\min}` of the periods (:func:`nets.report.analyse_periods`).
 """
 from __future__ import annotations
 
@@ -26,12 +27,19 @@ PANELS = (("train_loss", "train loss", "log"), ("si_norm", "SI norm ρ", "linear
           ("eff_lr", "effective LR η/ρ²", "log"))
 
 
+def default_base(quick: bool):
+    """:func:`paper_figures.common.net_config` at eta = 1; quick runs on one CPU thread (a fixed order
+    of float operations: a rerun on the same machine reproduces the runs)."""
+    cfg = net_config(1.0, quick)
+    return replace(cfg, threads=1) if quick else cfg
+
+
 def norm_runs(out: Path, quick: bool, base=None) -> dict:
     """Train (or reuse) one run per normalisation in ``out/norm_runs/<norm>/``; returns
     ``{norm: {"steps": ..., "summary": ..., "si": [...]}}``."""
     from nets.sweep import ensure_run
 
-    base = base or net_config(1.0, quick)
+    base = base or default_base(quick)
     runs = {}
     for norm in NORM_NAMES:
         run_dir = out / "norm_runs" / norm
@@ -67,17 +75,18 @@ def make(out: Path, quick: bool, *, base=None) -> FigureResult:
             arrays[f"{norm}_{key}"] = y
         arrays[f"{norm}_iteration"] = it
         n = s.get("n_periods", 0)
-        head = (f"{n} periods: {s['mean_length']:.0f} it vs {s['predicted_mean_length']:.0f} predicted"
-                if n else "no complete period")
+        ratios = [p["decay_ratio"] for p in s.get("periods", [])]
+        head = (f"{n} periods: {s['mean_length']:.0f} it vs {s['predicted_mean_length']:.0f} predicted;\n"
+                f"norm ratio per period {min(ratios):.2g}-{max(ratios):.3g}" if n else "no complete period")
         axes[0, col].set_title(f"{NORM_NAMES[norm]} ({len(run['si'])} SI tensors)\n{head}", fontsize=9)
         axes[-1, col].set_xlabel("iteration")
-        res.summary[norm] = {"si_tensors": run["si"], **{k: s.get(k) for k in (
+        res.summary[norm] = {"si_tensors": run["si"], "decay_ratios": ratios, **{k: s.get(k) for k in (
             "n_periods", "mean_length", "std_length", "predicted_mean_length", "measured_over_predicted",
             "event_iterations")}}
         if n:
             res.table.append(table_row("mean period length (it)", f"ConvNet with {NORM_NAMES[norm]}",
                                        s["predicted_mean_length"], s["mean_length"]))
-    cfg = base or net_config(1.0, quick)
+    cfg = base or default_base(quick)
     fig.suptitle(f"SI ConvNet (width {cfg.width}, {cfg.dataset}), SGD + WD η = {cfg.lr:g}, λ = {cfg.wd:g}: "
                  "periodic behaviour with each normalisation (▼ destabilisations)", fontsize=10)
     fig.tight_layout()

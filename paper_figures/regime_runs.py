@@ -13,7 +13,9 @@ Toys (:func:`toy_maps`; :func:`simulate.regimes.sphere_sweep`, vectorised over t
 
 Network (:func:`net_base`, :data:`NET_ELRS`; :func:`nets.regimes.run_regime_sweep`): the fully SI
 ConvNet. ``quick`` is CPU-sized: width 8 on 1,024 CIFAR-10 training images (``$SIBN_DATA_DIR``;
-scikit-learn's digits without it), 400 iterations per ELR. Full mode is GPU-sized: width 32 (the
+scikit-learn's digits without it), 400 iterations per ELR, one CPU thread (a fixed order of float
+operations, so a rerun on the same machine reproduces the runs; and on a busy 2-core machine
+faster than two threads). Full mode is GPU-sized: width 32 (the
 paper's) on all 50,000 images for 10 epochs per ELR (the paper trains 1,000).
 """
 from __future__ import annotations
@@ -86,7 +88,7 @@ def net_base(quick: bool):
         iters = 400
         return TrainConfig(model="convnet", mode="si", width=8, **data, train_subset=1024 if data_dir else 0,
                            iters=iters, record_every=5, eval_every=-1, checkpoint_every=0,
-                           sharpness_every=iters - 1, sharpness_batches=2, quiet=True, seed=0)
+                           sharpness_every=iters - 1, sharpness_batches=2, quiet=True, seed=0, threads=1)
     iters = 3900                                   # 10 epochs of the 50,000 CIFAR-10 images at batch 128
     return TrainConfig(model="convnet", mode="si", width=32, **data, iters=iters, record_every=10,
                        eval_every=390, checkpoint_every=1000, sharpness_every=iters - 1, sharpness_batches=4,
