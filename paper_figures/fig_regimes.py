@@ -89,8 +89,9 @@ def _net_panels(axes, nets: dict) -> None:
     ax.legend(fontsize=7, loc="center left")
     ax = axes[1]
     for r, steps in zip(rows, nets["steps"]):
-        y = np.convolve(steps["train_loss"], np.ones(5) / 5, mode="valid")
-        ax.plot(steps["iteration"][2:2 + y.size], y, color=REGIME_COLORS[r["regime"]], lw=0.8,
+        w = min(5, len(steps["train_loss"]))
+        y = np.convolve(steps["train_loss"], np.ones(w) / w, mode="valid")
+        ax.plot(steps["iteration"][(w - 1) // 2:][:y.size], y, color=REGIME_COLORS[r["regime"]], lw=0.8,
                 alpha=0.4 + 0.6 * (np.log10(r["fixed_elr"]) - np.log10(lo)) / np.log10(hi / lo))
         ax.annotate(f"{r['fixed_elr']:g}", (steps["iteration"][-1], y[-1]), fontsize=6)
     ax.set(yscale="log", xlabel="iteration", ylabel="train loss (5-record mean)",

@@ -198,6 +198,8 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
     cfg = broadcast_configs(B, eta=eta, lam=lam, momentum=momentum, noise=noise,
                             seed=0 if seeds is None else seeds)
     _validate(steps, record_every, optimizer, cfg)
+    if blocks is not None and optimizer != "sphere":
+        raise ValueError(f"blocks are for optimizer='sphere' (per-layer projection), not {optimizer!r}")
     record = tuple(record)
     unknown = set(record) - set(RECORDABLE)
     if unknown:
