@@ -17,8 +17,10 @@ FIGURES = {
 
 #: beyond the paper, not part of ``all``/``report`` (their own, longer runs)
 EXTENSIONS = {
-    "regimes": (fig_regimes, "fixed effective LR on the sphere: convergence / chaotic equilibrium / divergence"),
-    "norms": (fig_norms, "periodic behaviour of the ConvNet with BatchNorm, LayerNorm, GroupNorm, weight norm"),
+    "regimes": (fig_regimes, "fixed effective LR on the sphere: convergence / chaotic equilibrium / divergence "
+                             "(toys + 11 ConvNet runs; CIFAR-10 from $SIBN_DATA_DIR)"),
+    "norms": (fig_norms, "periodic behaviour of the ConvNet with BatchNorm, LayerNorm, GroupNorm, weight norm "
+                         "(4 runs)"),
 }
 
 __all__ = ["FIGURES", "EXTENSIONS"]
