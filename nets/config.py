@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["TrainConfig", "MODELS", "MODES", "DATASETS", "WD_GROUPS", "OPTIMIZERS", "DEFAULT_NOTES", "PAPER_PRESET",
-           "paper_config"]
+__all__ = ["TrainConfig", "MODELS", "MODES", "NORMS", "DATASETS", "WD_GROUPS", "OPTIMIZERS", "DEFAULT_NOTES",
+           "PAPER_PRESET", "paper_config"]
 
 MODELS = ("convnet", "resnet18")
+NORMS = ("bn", "ln", "gn", "wn")      # nets.models.NORMS (kept here: config imports no torch)
 MODES = ("si", "practical")
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
 WD_GROUPS = ("all", "si", "other", "none")
@@ -63,7 +64,8 @@ class TrainConfig:
     layer fixed at Frobenius norm ``last_layer_norm`` and frozen: every trainable weight is SI)
     or "practical" (BN affine, everything trained); ``width`` = channels of the first stage
     (paper: 32 for the ConvNet, 64 for ResNet-18); ``keep_last_bias``: in "si" mode freeze the
-    ConvNet's last-layer bias at its random init (the authors' code) instead of zeroing it.
+    ConvNet's last-layer bias at its random init (the authors' code) instead of zeroing it;
+    ``norm`` the ConvNet's normalisation in {bn, ln, gn, wn} (:mod:`nets.models`).
 
     Data: ``dataset`` in {digits, cifar10, cifar100, synthetic}; ``data_dir`` for CIFAR (a folder
     or a pack, :mod:`nets.data`; None: ``$SIBN_DATA_DIR``); ``image_size`` (None: 16 for digits,
@@ -79,7 +81,11 @@ class TrainConfig:
     ``wrs_norm`` replaces WD on the SI
     group by rescaling it to that total norm after each step (Liu et al., 2021); ``exp_lr``
     replaces WD on the SI group by Li & Arora's equivalent exponential LR schedule;
-    ``init_si_norm`` rescales the SI group at init to that total norm (None: keep).
+    ``init_si_norm`` rescales the SI group at init to that total norm (None: keep);
+    ``fixed_elr`` trains on the sphere at that fixed effective LR (no WD on the SI group: the SI
+    weights are projected back after each step to the radius r = sqrt(lr/fixed_elr), so
+    lr/r^2 = fixed_elr; :mod:`theory.sphere`, Kodryan et al., 2022), with
+    ``fixed_elr_per_layer`` every SI tensor on its own sphere of radius r (each at ELR fixed_elr).
 
     Speed: ``channels_last`` stores conv activations NHWC (oneDNN/cuDNN fast path; about 1.3x
     per step on this CPU); it changes the order of float operations, not the model.
@@ -97,6 +103,7 @@ class TrainConfig:
     model: str = "convnet"
     mode: str = "si"
     width: int = 16
+    norm: str = "bn"
     last_layer_norm: float = 10.0
     keep_last_bias: bool = False
     dataset: str = "digits"
@@ -128,6 +135,8 @@ class TrainConfig:
     sharpness_iters: int = 30
     wrs_norm: float | None = None
     exp_lr: bool = False
+    fixed_elr: float | None = None
+    fixed_elr_per_layer: bool = False
     init_si_norm: float | None = 20.0
     channels_last: bool = True
     seed: int = 0
@@ -144,6 +153,9 @@ class TrainConfig:
         """Raise ``ValueError`` with a one-line message on an impossible setting."""
         _choice("model", self.model, MODELS)
         _choice("mode", self.mode, MODES)
+        _choice("norm", self.norm, NORMS)
+        if self.norm != "bn" and self.model != "convnet":
+            raise ValueError(f"norm {self.norm!r} is available for the convnet only")
         _choice("dataset", self.dataset, DATASETS)
         _choice("wd_on", self.wd_on, WD_GROUPS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -174,20 +186,30 @@ class TrainConfig:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
         if self.optimizer != "sgd" and (self.momentum or self.exp_lr):
             raise ValueError(f"momentum and exp_lr are SGD options; {self.optimizer} uses beta1, beta2")
-        for name in ("wrs_norm", "init_si_norm"):
+        for name in ("wrs_norm", "init_si_norm", "fixed_elr"):
             if getattr(self, name) is not None:
                 _positive_finite(name, getattr(self, name))
-        if self.wrs_norm is not None and self.exp_lr:
-            raise ValueError("choose at most one of wrs_norm and exp_lr")
+        if sum([self.wrs_norm is not None, self.exp_lr, self.fixed_elr is not None]) > 1:
+            raise ValueError("choose at most one of wrs_norm, exp_lr and fixed_elr")
+        if self.fixed_elr_per_layer and self.fixed_elr is None:
+            raise ValueError("fixed_elr_per_layer needs fixed_elr")
         if self.exp_lr and (self.wd == 0 or self.wd_on in ("other", "none")):
             raise ValueError("exp_lr replaces weight decay on the SI group: it needs wd > 0 on it")
         return self
 
     # ----------------------------------------------------------------- derived
     @property
+    def si_radius(self) -> float | None:
+        """Norm the SI group is projected back to after every step (WRS: ``wrs_norm``; fixed ELR:
+        sqrt(lr/fixed_elr), per tensor with ``fixed_elr_per_layer``); None: no projection."""
+        if self.fixed_elr is not None:
+            return math.sqrt(self.lr / self.fixed_elr)
+        return self.wrs_norm
+
+    @property
     def wd_si(self) -> float:
-        """WD coefficient the optimizer applies to the SI group (0 under WRS / exp-LR)."""
-        if self.wrs_norm is not None or self.exp_lr or self.wd_on in ("other", "none"):
+        """WD coefficient the optimizer applies to the SI group (0 under WRS / exp-LR / fixed ELR)."""
+        if self.si_radius is not None or self.exp_lr or self.wd_on in ("other", "none"):
             return 0.0
         return float(self.wd)
 

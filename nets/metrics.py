@@ -81,9 +81,15 @@ class SIWatch:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
     @torch.no_grad()
-    def rescale_(self, target: float) -> None:
-        """Set the total norm to ``target`` (weight rescaling, Liu et al., 2021); no host sync."""
-        if self.params:
+    def rescale_(self, target: float, per_layer: bool = False) -> None:
+        """Set the total norm -- with ``per_layer``, every tensor's norm -- to ``target`` (weight
+        rescaling, Liu et al., 2021; the projection of :func:`theory.sphere.project_to_sphere`,
+        tensors as blocks); no host sync."""
+        if self.params and per_layer:
+            scale = torch._foreach_reciprocal(torch._foreach_norm(self.params))
+            torch._foreach_mul_(scale, target)
+            torch._foreach_mul_(self.params, scale)
+        elif self.params:
             torch._foreach_mul_(self.params, target / self.norm())
 
 

@@ -16,20 +16,53 @@ Modes: ``"si"`` -- every BN without affine parameters and the last Linear rescal
 norm ``last_layer_norm`` (10) and frozen, so every trainable weight is scale-invariant;
 ``"practical"`` -- BN with affine parameters, everything trained, default init.
 
+Normalisations of the ConvNet (``norm``; Lobacheva et al., 2021, App. "other normalisation
+layers"): ``"bn"`` BatchNorm2d (the paper's); ``"ln"`` LayerNorm over (C, H, W) of each sample,
+i.e. GroupNorm with one group (Wu & He, 2018); ``"gn"`` GroupNorm with ``gcd(channels, 4)``
+groups; ``"wn"`` no normalisation layer, weight normalisation of every conv,
+w = g v/||v|| per output channel (Salimans & Kingma, 2016), with the magnitudes g frozen in
+``"si"`` mode (as BN's affine parameters are) so that only the SI directions v are trained.
+Which weights are SI is never assumed from this list: :mod:`nets.si` finds them by testing.
+
 Note on ResNet-18: each block's *first* conv is followed by a BN and is SI on its own; the
 second conv, the stem and the shortcut convs feed the residual sum, so only their *joint*
 rescaling (together with the rest) leaves the output unchanged. :mod:`nets.si` finds both kinds.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["ConvNet", "PreActResNet18", "build_model", "fix_last_layer", "pooled_size"]
+__all__ = ["ConvNet", "PreActResNet18", "build_model", "fix_last_layer", "pooled_size", "NORMS"]
+
+NORMS = ("bn", "ln", "gn", "wn")
+GN_GROUPS = 4
 
 
 def _bn(channels: int, affine: bool) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, affine=affine)
+
+
+def _norm_layer(norm: str, channels: int, affine: bool) -> nn.Module:
+    """The normalisation after a conv (module docstring); ``wn`` has none (it is in the conv)."""
+    if norm == "bn":
+        return _bn(channels, affine)
+    if norm in ("ln", "gn"):
+        groups = 1 if norm == "ln" else math.gcd(channels, GN_GROUPS)
+        return nn.GroupNorm(groups, channels, affine=affine)
+    return nn.Identity()
+
+
+def _conv3x3(c_in: int, c_out: int, norm: str, affine: bool) -> nn.Module:
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    if norm != "wn":
+        return conv
+    conv = weight_norm(conv)                      # weight = g * v / ||v|| per output channel
+    conv.parametrizations.weight.original0.requires_grad_(affine)   # g: trained only if affine
+    return conv
 
 
 def fix_last_layer(linear: nn.Linear, norm: float = 10.0, zero_bias: bool = True) -> nn.Linear:
@@ -56,14 +89,14 @@ class ConvNet(nn.Module):
 
     def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 3,
                  input_size: int = 32, mode: str = "si", last_layer_norm: float = 10.0,
-                 keep_last_bias: bool = False):
+                 keep_last_bias: bool = False, norm: str = "bn"):
         super().__init__()
         affine = mode != "si"
         chans = [width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         size, c_in = input_size, in_channels
         for i, c in enumerate(chans):
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), _bn(c, affine)]
+            layers += [_conv3x3(c_in, c, norm, affine), _norm_layer(norm, c, affine)]
             if i > 0 and size >= 2:
                 layers.append(nn.MaxPool2d(2))   # max-pool and ReLU commute: pool first, 4x less ReLU
                 size //= 2
@@ -129,8 +162,9 @@ class PreActResNet18(nn.Module):
 
 def build_model(name: str, *, mode: str = "si", width: int = 32, num_classes: int = 10,
                 in_channels: int = 3, input_size: int = 32, last_layer_norm: float = 10.0,
-                keep_last_bias: bool = False) -> nn.Module:
-    """``"convnet"`` or ``"resnet18"`` in ``mode`` "si" or "practical" (see module docstring).
+                keep_last_bias: bool = False, norm: str = "bn") -> nn.Module:
+    """``"convnet"`` or ``"resnet18"`` in ``mode`` "si" or "practical", the ConvNet with any of
+    :data:`NORMS` (see module docstring).
 
     ``keep_last_bias`` (ConvNet, "si" mode): freeze the last layer's bias at its random init
     instead of zero; the ResNet-18's last layer has no bias."""
@@ -139,6 +173,8 @@ def build_model(name: str, *, mode: str = "si", width: int = 32, num_classes: in
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(classes)}")
     if mode not in ("si", "practical"):
         raise ValueError(f"unknown mode {mode!r}; choose si or practical")
-    extra = {"keep_last_bias": keep_last_bias} if name == "convnet" else {}
+    if norm not in NORMS or (norm != "bn" and name != "convnet"):
+        raise ValueError(f"norm must be one of {', '.join(NORMS)} (other than bn: convnet only), got {norm!r}")
+    extra = {"keep_last_bias": keep_last_bias, "norm": norm} if name == "convnet" else {}
     return classes[name](width=width, num_classes=num_classes, in_channels=in_channels,
                          input_size=input_size, mode=mode, last_layer_norm=last_layer_norm, **extra)

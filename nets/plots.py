@@ -14,7 +14,7 @@ import numpy as np
 
 from .forecast import forecast_onsets
 
-__all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep"]
+__all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep", "plot_regimes"]
 
 
 def _pyplot():
@@ -174,4 +174,38 @@ def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
     ax.set_title(title or "period frequency vs $\\eta\\lambda$", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_regimes(path, rows: list[dict], boundaries: dict, title: str = "") -> Path:
+    """Regime map of a fixed-ELR sweep (:mod:`nets.regimes`): final train loss / chance against
+    the ELR, coloured by regime, regions shaded; with measured sharpness, ELR x h against 2."""
+    from simulate.regime_plots import draw_regime_map, regime_legend, shade_regimes
+
+    plt = _pyplot()
+    sharp = [r for r in rows if np.isfinite(r["eff_lr_sharpness"])]
+    fig, axes = plt.subplots(1, 2 if sharp else 1, figsize=(11 if sharp else 6, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    e = np.array([r["fixed_elr"] for r in rows], dtype=float)
+    for variant, flag, marker in (("total", False, "o"), ("per_layer", True, "s")):
+        sel = [r for r in rows if r["per_layer"] == flag]
+        if sel:
+            draw_regime_map(ax, [r["fixed_elr"] for r in sel], [r["level"] for r in sel],
+                            [r["regime"] for r in sel], marker=marker, label=f"{variant.replace('_', ' ')} norm fixed")
+    shade_regimes(ax, boundaries.get("total") or boundaries.get("per_layer", {}), e.min() / 2, e.max() * 2)
+    ax.set(xlabel="effective LR $\\tilde\\eta$", ylabel="final train loss / ln(classes)", xlim=(e.min() / 2, e.max() * 2))
+    regime_legend(ax, fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    if sharp:
+        ax2 = axes[0, 1]
+        ax2.plot([r["fixed_elr"] for r in sharp], [r["eff_lr_sharpness"] for r in sharp], "o-", color="0.3",
+                 label="end of the run")
+        ax2.plot([r["fixed_elr"] for r in sharp], [r["eff_lr_sharpness_start"] for r in sharp], "o:", mfc="none",
+                 color="0.6", label="at initialisation")
+        ax2.axhline(2.0, color="k", ls="--", lw=0.8, label="destabilisation: $\\tilde\\eta h = 2$")
+        ax2.set(xscale="log", yscale="log", xlabel="effective LR $\\tilde\\eta$",
+                ylabel="$\\tilde\\eta h$ (sphere sharpness h)")
+        ax2.legend(fontsize=8)
+        ax2.grid(alpha=0.3, which="both")
+    fig.suptitle(title, fontsize=9)
     return _save(fig, path)

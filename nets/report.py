@@ -77,7 +77,8 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
     mean = float(rep.mean_length)
     summary = {
         "eta": eta, "lam": lam, "eta_lam": eta * lam, "momentum": mu,
-        "wd_mode": "wrs" if config.wrs_norm is not None else ("exp_lr" if config.exp_lr else "wd"),
+        "wd_mode": ("fixed_elr" if config.fixed_elr is not None else "wrs" if config.wrs_norm
+                    is not None else "exp_lr" if config.exp_lr else "wd"),
         "record_every": k,
         "event_iterations": [int(iters[i]) for i in ev],
         "n_periods": int(rep.n_periods), "is_periodic": bool(rep.is_periodic),

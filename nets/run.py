@@ -268,8 +268,11 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
                        sharpness=sharpness, layers=trainer.recorder.layer_arrays(), monitor=monitor,
                        resumed_from=start_it)
     if run_dir is not None:
-        title = (f"{config.model} ({config.mode}, width {config.width}) on {config.dataset}: "
-                 f"eta={config.lr:g}, lambda={config.wd:g}, batch {config.batch_size}")
+        opt = (f"fixed ELR {config.fixed_elr:g}{' per layer' if config.fixed_elr_per_layer else ''}"
+               if config.fixed_elr is not None else f"eta={config.lr:g}, lambda={config.wd:g}")
+        norm = "" if config.norm == "bn" else f", {config.norm}"
+        title = (f"{config.model} ({config.mode}{norm}, width {config.width}) on {config.dataset}: {opt}, "
+                 f"batch {config.batch_size}")
         _write_results(run_dir, result, title)
     if diverged is not None:
         raise diverged

@@ -11,7 +11,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from .config import DATASETS, MODELS, MODES, OPTIMIZERS, PAPER_PRESET, WD_GROUPS, TrainConfig
+from .config import DATASETS, MODELS, MODES, NORMS, OPTIMIZERS, PAPER_PRESET, WD_GROUPS, TrainConfig
 
 PROG = "python -m nets.train"
 _D = {f.name: f.default for f in fields(TrainConfig)}
@@ -90,6 +90,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="channels of the first stage (paper: 32 ConvNet, 64 ResNet-18; default %(default)s)")
     g.add_argument("--keep-last-bias", action="store_true",
                    help="si mode: freeze the ConvNet's last-layer bias at its random init (authors) instead of 0")
+    g.add_argument("--norm", choices=NORMS, default=_D["norm"],
+                   help="ConvNet normalisation: bn BatchNorm, ln LayerNorm, gn GroupNorm, wn weight norm "
+                        "(default %(default)s)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=_D["dataset"], help="default %(default)s")
     g.add_argument("--data-dir", default=None,
@@ -120,6 +123,11 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="instead of WD on the SI group, rescale it to this total norm after each step")
     g.add_argument("--exp-lr", action="store_true",
                    help="instead of WD on the SI group, Li & Arora's equivalent exponential LR")
+    g.add_argument("--fixed-elr", type=_pos_float, default=None, metavar="ETA_TILDE",
+                   help="train on the sphere at this fixed effective LR: no WD on the SI group, which is "
+                        "projected back to norm sqrt(lr/ETA_TILDE) after each step")
+    g.add_argument("--fixed-elr-per-layer", action="store_true",
+                   help="with --fixed-elr: every SI tensor on its own sphere, each at effective LR ETA_TILDE")
     g.add_argument("--init-si-norm", type=_pos_float, default=_D["init_si_norm"],
                    help="rescale the SI weights to this total norm at init (default %(default)s)")
     g.add_argument("--keep-init-norm", action="store_true", help="do not rescale the SI weights at init")

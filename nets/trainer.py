@@ -62,13 +62,16 @@ class Trainer:
         self.scale, self.shift = self.data.normaliser()
         self.model = build_model(c.model, mode=c.mode, width=c.width, num_classes=data.num_classes,
                                  in_channels=data.channels, input_size=data.image_size,
-                                 last_layer_norm=c.last_layer_norm,
-                                 keep_last_bias=c.keep_last_bias).to(self.device)
+                                 last_layer_norm=c.last_layer_norm, keep_last_bias=c.keep_last_bias,
+                                 norm=c.norm).to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         probe_x = torch.addcmul(self.shift, self.data.x_train[:8], self.scale)
         self.groups: SIGroups = find_si_groups(self.model, probe_x)
         params = dict(self.model.named_parameters())
+        if c.fixed_elr_per_layer and self.groups.individual != self.groups.si:
+            raise ValueError("fixed_elr_per_layer needs every SI tensor to be SI on its own; these are SI only "
+                             f"jointly: {[n for n in self.groups.si if n not in self.groups.individual]}")
         self.optimizer = self._make_optimizer([params[n] for n in self.groups.si],
                                               [params[n] for n in self.groups.other])
         gen = torch.Generator(device=self.device)
@@ -81,9 +84,9 @@ class Trainer:
         self.eval_every = self.batches_per_epoch if c.eval_every == 0 else c.eval_every
         self.monitor = self._make_monitor()
         self.watch, self.recorder = self.monitor.watch, self.monitor.recorder
-        init_norm = c.wrs_norm if c.wrs_norm is not None else c.init_si_norm
+        init_norm = c.si_radius if c.si_radius is not None else c.init_si_norm
         if init_norm is not None:
-            self.watch.rescale_(init_norm)
+            self.watch.rescale_(init_norm, per_layer=c.fixed_elr_per_layer)
         self.initial_si_norm = float(self.watch.norm())
         self.texp = self._make_texp()
         self.iteration = 0
@@ -171,8 +174,8 @@ class Trainer:
             self._window += 1
             self._seen += yb.shape[0]
         self.optimizer.step()          # the monitor's hooks: sharpness and SI norms before the step
-        if self.config.wrs_norm is not None:
-            self.watch.rescale_(self.config.wrs_norm)
+        if self.config.si_radius is not None:     # WRS / fixed ELR: back onto the sphere
+            self.watch.rescale_(self.config.si_radius, per_layer=self.config.fixed_elr_per_layer)
         self.iteration = t + 1
         row = self.monitor.step(loss, correct / yb.shape[0], epoch=t // self.batches_per_epoch)
         if self.eval_every > 0 and (self.iteration % self.eval_every == 0 or

@@ -3,7 +3,8 @@
 ``python -m paper_figures <name> [--quick] [--out DIR]``; names in :data:`FIGURES`, plus ``all`` and
 ``report`` (every figure and a Markdown page with a predicted-vs-measured table).
 """
-from . import fig_cifar, fig_equivalences, fig_frequency, fig_period_detail, fig_periodic, fig_phase
+from . import (fig_cifar, fig_equivalences, fig_frequency, fig_norms, fig_period_detail, fig_periodic, fig_phase,
+               fig_regimes)
 
 #: name -> (module, one-line description); each module has ``make(out, quick) -> FigureResult``
 FIGURES = {
@@ -20,4 +21,13 @@ EXPERIMENTS = {
     "cifar": (fig_cifar, "real CIFAR-10: period frequency vs eta*lambda, predicted and forecast (needs the data)"),
 }
 
-__all__ = ["FIGURES", "EXPERIMENTS"]
+
+#: beyond the paper, not part of ``all``/``report`` (their own, longer runs)
+EXTENSIONS = {
+    "regimes": (fig_regimes, "fixed effective LR on the sphere: convergence / chaotic equilibrium / divergence "
+                             "(toys + 11 ConvNet runs; CIFAR-10 from $SIBN_DATA_DIR)"),
+    "norms": (fig_norms, "periodic behaviour of the ConvNet with BatchNorm, LayerNorm, GroupNorm, weight norm "
+                         "(4 runs)"),
+}
+
+__all__ = ["FIGURES", "EXPERIMENTS", "EXTENSIONS"]

@@ -15,6 +15,10 @@ Every step is made by the step functions of :mod:`theory.dynamics` (``sgd_step``
     Li & Arora's (2019) exponential learning rate :math:`\eta_t = \eta\alpha^{-2t-1}` without
     WD (:func:`theory.equivalences.texp_schedule`), equivalent to ``'sgd'`` with WD
     :math:`\lambda`: its weights are :math:`x_t/\alpha^t`.
+``'sphere'``
+    projected SGD at the fixed effective LR :math:`\tilde\eta` = ``eta``
+    (:func:`theory.sphere.sphere_step`; Kodryan et al., 2022): the norm of the row, or with
+    ``blocks`` of each block of it, stays at its initial value; ``lam`` and ``momentum`` must be 0.
 
 Gradients come from an :class:`simulate.objectives.Objective` (full batch, or mini-batches of
 its data when ``objective.batch_size`` is set) plus optional explicit tangent noise
@@ -28,12 +32,13 @@ import numpy as np
 
 from theory.dynamics import angular_update, effective_grad_norm, effective_lr, sgd_step, wrs_step
 from theory.equivalences import texp_schedule
+from theory.sphere import sphere_step
 
 from .noise import SeedStreams, tangent_noise
 
 __all__ = ["Trajectory", "run", "OPTIMIZERS", "RECORDABLE", "broadcast_configs"]
 
-OPTIMIZERS = ("sgd", "wrs", "texp")
+OPTIMIZERS = ("sgd", "wrs", "texp", "sphere")
 RECORDABLE = ("loss", "eff_grad_norm", "angle")
 CONFIG_KEYS = ("eta", "lam", "momentum", "noise", "seed")
 
@@ -83,7 +88,10 @@ class Trajectory:
     @property
     def eff_lr(self) -> np.ndarray:
         r"""Effective LR :math:`\eta_t/\rho_t^2` (:func:`theory.dynamics.effective_lr`), NaN
-        where the norm is not finite and positive."""
+        where the norm is not finite and positive; for ``'sphere'`` the fixed ELR ``eta`` itself
+        (of every block in the per-layer variant)."""
+        if self.optimizer == "sphere":
+            return np.array(np.broadcast_to(self.config["eta"], self.norm.shape), dtype=np.float64)
         lr = self.lr if self.lr is not None else np.broadcast_to(self.config["eta"], self.norm.shape)
         out = np.full(self.norm.shape, np.nan)
         ok = np.isfinite(self.norm) & (self.norm > 0)
@@ -128,8 +136,10 @@ def _validate(steps, record_every, optimizer, cfg):
         raise ValueError("lam must be finite, >= 0 and eta*lam < 1")
     if not np.all((mu >= 0) & (mu < 1)):
         raise ValueError("momentum must lie in [0, 1)")
-    if optimizer == "wrs" and np.any(lam != 0):
-        raise ValueError("optimizer='wrs' replaces weight decay: use lam=0")
+    if optimizer in ("wrs", "sphere") and np.any(lam != 0):
+        raise ValueError(f"optimizer={optimizer!r} replaces weight decay: use lam=0")
+    if optimizer == "sphere" and np.any(mu != 0):
+        raise ValueError("optimizer='sphere' is plain projected SGD: use momentum=0")
     if np.any(~np.isfinite(cfg["noise"])) or np.any(cfg["noise"] < 0):
         raise ValueError("noise must be finite and >= 0")
 
@@ -145,8 +155,8 @@ def _texp_lrs(cfg, steps):
 
 
 def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, seeds=None,
-        optimizer: str = "sgd", target_norm: float = 1.0, record=RECORDABLE, record_every: int = 1,
-        dtype=np.float64, progress=None) -> Trajectory:
+        optimizer: str = "sgd", target_norm: float = 1.0, blocks=None, record=RECORDABLE,
+        record_every: int = 1, dtype=np.float64, progress=None) -> Trajectory:
     r"""Advance ``B`` configurations of ``objective`` together for ``steps`` iterations.
 
     Parameters
@@ -160,10 +170,13 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
         :math:`\sigma` (:func:`simulate.noise.tangent_noise`).
     seeds : array_like of int, shape (B,), optional
         Seeds of the noise / mini-batch streams (default ``0`` for all).
-    optimizer : {'sgd', 'wrs', 'texp'}
+    optimizer : {'sgd', 'wrs', 'texp', 'sphere'}
         See the module docstring.
     target_norm : float
         Norm kept by ``'wrs'``.
+    blocks : sequence of int, optional
+        ``'sphere'`` only: sizes of the SI tensors along a row, each kept at its own norm
+        (per-layer variant); ``None`` keeps the norm of the whole row.
     record : sequence of str
         Any of ``'loss'``, ``'eff_grad_norm'``, ``'angle'`` (the norm is always recorded).
     record_every : int
@@ -185,6 +198,8 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
     cfg = broadcast_configs(B, eta=eta, lam=lam, momentum=momentum, noise=noise,
                             seed=0 if seeds is None else seeds)
     _validate(steps, record_every, optimizer, cfg)
+    if blocks is not None and optimizer != "sphere":
+        raise ValueError(f"blocks are for optimizer='sphere' (per-layer projection), not {optimizer!r}")
     record = tuple(record)
     unknown = set(record) - set(RECORDABLE)
     if unknown:
@@ -217,6 +232,8 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
                 if optimizer == "wrs":
                     x_new, velocity = wrs_step(x, g, col["eta"], target_norm=target_norm,
                                                momentum=mu, velocity=v_in)
+                elif optimizer == "sphere":
+                    x_new = sphere_step(x, g, col["eta"], blocks=blocks)
                 else:
                     eta_t = col["eta"] if lrs is None else lrs[t][:, None].astype(dtype)
                     lam_t = col["lam"] if lrs is None else 0.0

@@ -12,13 +12,14 @@ import pytest
 
 import paper_figures.__main__ as paper_figures_cli
 import simulate.toy
-from nets import monitor_demo, paper_check, sweep, train
+from nets import monitor_demo, paper_check, regimes, sweep, train
 from nets.data import __main__ as nets_data_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "nets" / "README.md"]
 PARSERS = {"simulate.toy": simulate.toy.build_parser, "nets.train": train.build_parser,
-           "nets.sweep": sweep.build_parser, "paper_figures": paper_figures_cli.build_parser,
+           "nets.sweep": sweep.build_parser, "nets.regimes": regimes.build_parser,
+           "paper_figures": paper_figures_cli.build_parser,
            "nets.monitor": monitor_demo.build_parser, "nets.data": nets_data_cli.build_parser,
            "nets.paper_check": paper_check.build_parser}
 
@@ -57,6 +58,9 @@ def _check(module, args):
     ns = PARSERS[module]().parse_args(args)
     if module == "nets.train" and not ns.resume:
         train.config_from_args(ns).validate()
+    if module == "nets.regimes":
+        for cfg in regimes.regime_configs(train.config_from_args(ns, fixed_elr=min(ns.elrs)), ns.elrs):
+            cfg.validate()
     if module == "nets.sweep":
         for cfg in sweep.sweep_configs(train.config_from_args(ns, lr=max(ns.lrs)), ns.lrs, ns.wds):
             cfg.validate()

@@ -46,7 +46,8 @@ def _host_reads(trainer):
 
 
 @pytest.mark.parametrize("variant", [dict(momentum=0.9, augment=True), dict(wrs_norm=5.0),
-                                     dict(exp_lr=True, wd=1e-3)], ids=["wd-momentum-augment", "wrs", "exp_lr"])
+                                     dict(exp_lr=True, wd=1e-3), dict(fixed_elr=1e-2, fixed_elr_per_layer=True)],
+                         ids=["wd-momentum-augment", "wrs", "exp_lr", "fixed_elr_per_layer"])
 def test_no_host_reads_between_recordings(variant):
     tr = Trainer(TrainConfig(**BASE, **variant), make_synthetic(), "cpu")
     with _host_reads(tr) as calls:

@@ -7,6 +7,7 @@ dynamics     SGD/WRS steps, exact norm recurrence, effective LR and gradient nor
 equilibrium  equilibrium norm / effective LR / angular update, with and without momentum; decay
              time towards it
 stability    destabilisation condition, critical norm, predicted period length
+sphere       projected SGD on the sphere at a fixed effective LR (total or per layer)
 equivalences (eta, lam) <-> eta*lam scaling, Li & Arora's exponential LR, weight rescaling
 symbolic     sympy derivations of the closed forms
 """
@@ -18,9 +19,10 @@ from .equivalences import (TexpSchedule, rescaled_hyperparameters, texp_alpha, t
                            wrs_lr_from_wd)
 from .invariance import (InvarianceReport, check_module_scale_invariance, check_scale_invariance,
                          find_scale_invariant_params)
+from .sphere import block_norms, project_to_sphere, sphere_angular_update, sphere_step
 from .stability import (critical_effective_lr, critical_norm, is_unstable, norm_decay_factor,
                         predicted_period_frequency, predicted_period_length, riemannian_hessian,
                         sphere_sharpness, stability_margin, stability_threshold)
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
-    "dynamics", "equilibrium", "equivalences", "invariance", "stability"}]
+    "dynamics", "equilibrium", "equivalences", "invariance", "sphere", "stability"}]
