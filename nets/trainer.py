@@ -148,21 +148,42 @@ class Trainer:
 
     def step(self) -> list[float] | None:
         """One SGD step; returns the recorded row on recording steps, else None."""
-        t = self.iteration
-        record = self._is_record_step(t)
-        lr = self.lr_at(t)
-        if self.sharpness is not None and t % self.config.sharpness_every == 0:
-            self.recorder.add_sharpness(self.sharpness.measure(t, lr))   # at x_t, before the step
+        t, lr, record = self.begin_step()
         xb, yb, _ = self.sampler.next()
-        if self.texp is not None:
-            self.optimizer.param_groups[0]["lr"] = lr
         out = self.model(xb)
         loss = F.cross_entropy(out, yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             correct = (out.argmax(1) == yb).sum()
-            self._loss_sum += loss.detach()
+        return self.finish_step(t, lr, record, loss.detach(), correct)
+
+    # A step is begin_step -> (batch, forward, gradient into .grad) -> finish_step. nets.batched
+    # trains K trainers' models as one network between the two halves of every trainer's step.
+    def begin_step(self) -> tuple[int, float, bool]:
+        """Open step ``t = iteration``: measure the sharpness at x_t when due, set the step's LR.
+
+        Returns ``(t, lr, record)``; ``record`` says whether :meth:`finish_step` records it.
+        """
+        t = self.iteration
+        lr = self.lr_at(t)
+        if self.sharpness is not None and t % self.config.sharpness_every == 0:
+            self.recorder.add_sharpness(self.sharpness.measure(t, lr))   # at x_t, before the step
+        if self.texp is not None:
+            self.optimizer.param_groups[0]["lr"] = lr
+        return t, lr, self._is_record_step(t)
+
+    def finish_step(self, t: int, lr: float, record: bool, loss: torch.Tensor,
+                    correct: torch.Tensor) -> list[float] | None:
+        """Close step ``t`` once the batch gradient is in the parameters' ``.grad``.
+
+        ``loss`` (mean cross-entropy) and ``correct`` (number of correct predictions) are 0-d
+        device tensors of the step's batch. Adds them to the evaluation window, takes the SGD
+        step (and the WRS rescaling), records on recording steps (one host read) and evaluates
+        when due. Returns the recorded row or None.
+        """
+        with torch.no_grad():
+            self._loss_sum += loss
             self._correct += correct
             self._window += 1
         probe = StepProbe(self.watch) if record else None
@@ -172,7 +193,7 @@ class Trainer:
         self.iteration = t + 1
         row = None
         if record:
-            loss_acc = torch.stack([loss.detach(), correct / yb.shape[0]])
+            loss_acc = torch.stack([loss, correct / self.config.batch_size])
             row = self.recorder.add_step(iteration=t, epoch=t // self.batches_per_epoch, lr=lr,
                                          loss_acc=loss_acc, probe=probe, after=self.watch.flat(),
                                          norm_scale=self.norm_scale_at(t))
