@@ -201,3 +201,42 @@ def test_what_cannot_be_batched_is_refused_in_one_line():
         check_batchable([a, replace(a, width=4)])
     with pytest.raises(ValueError, match="LayerNorm"):
         group_models([nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)) for _ in range(2)])
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _cuda_pair(**kw):
+    configs = [_cfg(device="cuda", **kw), _cfg(device="cuda", lr=0.5, seed=1, **kw)]
+    data = make_synthetic()
+    return configs, data
+
+
+@cuda
+def test_cuda_batched_steps_between_recordings_do_not_synchronise():
+    configs, data = _cuda_pair(iters=40, record_every=1000, eval_every=-1, momentum=0.9)
+    batched = BatchedTrainer([Trainer(c, data, "cuda") for c in configs])
+    for _ in range(2):                                # cuDNN autotuning, optimizer state creation
+        batched.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(12):                           # within the first epoch (16 batches)
+            batched.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert [t.iteration for t in batched.trainers] == [14, 14]
+
+
+@cuda
+def test_cuda_batched_run_follows_single_cuda_runs(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    configs, data = _cuda_pair(iters=10, record_every=1)
+    batched = BatchedTrainer([Trainer(c, data, "cuda") for c in configs])
+    for _ in range(10):
+        batched.step()
+    for cfg, b in zip(configs, batched.trainers):
+        s = Trainer(cfg, data, "cuda")
+        s.run()
+        np.testing.assert_allclose(np.array(b.recorder.steps), np.array(s.recorder.steps), rtol=1e-3, atol=1e-5)
