@@ -28,7 +28,7 @@ the batch-loss value, which is reduced in a different order (1 ulp).
 
 ``torch.func.vmap`` over ``functional_call`` with stacked parameters was measured as the
 alternative (``benchmarks/bench_batched.py --vmap``): its convolution batching rule is a
-grouped convolution too, with extra layout copies; 0.55-0.6x the speed of this on the CPU.
+grouped convolution too, with extra layout copies; 0.57-0.58x the speed of this on the CPU.
 """
 from __future__ import annotations
 
