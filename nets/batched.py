@@ -108,11 +108,11 @@ class SplitConv2d(nn.Conv2d):
 
 def _grouped_layer(m: nn.Module, k: int) -> nn.Module | None:
     """The K-network version of a layer with parameters or buffers (None: not one of those)."""
-    if type(m) is nn.Conv2d:
+    if type(m) is nn.Conv2d and m.padding_mode == "zeros":
         split = m.groups == 1 and (m.in_channels <= 3 or m.kernel_size == (1, 1))
         conv = SplitConv2d if split else nn.Conv2d
         return conv(k * m.in_channels, k * m.out_channels, m.kernel_size, m.stride, m.padding,
-                         m.dilation, k * m.groups, m.bias is not None, m.padding_mode)
+                    m.dilation, k * m.groups, m.bias is not None)
     if type(m) is nn.BatchNorm2d:
         return nn.BatchNorm2d(k * m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
     if type(m) is nn.GroupNorm:
@@ -131,8 +131,9 @@ def _replace_layers(module: nn.Module, original: nn.Module, k: int) -> None:
             setattr(module, name, new)
             continue
         if list(orig.parameters(recurse=False)) or list(orig.buffers(recurse=False)):
-            raise ValueError(f"cannot batch a {type(orig).__name__} layer ({name}): only Conv2d, "
-                             f"BatchNorm2d, GroupNorm, Linear and parameter-free layers are supported")
+            raise ValueError(f"cannot batch a {type(orig).__name__} layer ({name}): only Conv2d (zero "
+                             f"padding), BatchNorm2d, GroupNorm, Linear and parameter-free layers are "
+                             f"supported")
         _replace_layers(child, orig, k)
 
 
@@ -170,8 +171,9 @@ def group_models(models: list[nn.Module], *, channels_last: bool = False):
     """
     k, template = len(models), models[0]
     memo = {id(t): None for t in [*template.parameters(), *template.buffers()]}
-    grouped = copy.deepcopy(template, memo)                # the structure without the tensors
-    _replace_layers(grouped, template, k)
+    holder = nn.Sequential(copy.deepcopy(template, memo))   # the structure without the tensors
+    _replace_layers(holder, nn.Sequential(template), k)     # (the holder: the root may be a layer)
+    grouped = holder[0]
     device = next(template.parameters()).device
     grouped = grouped.to(device).train()
     if channels_last:

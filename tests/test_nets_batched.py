@@ -198,12 +198,28 @@ def test_grouped_network_computes_each_model_on_its_own_input():
     assert torch.equal(models[1].conv1.weight, stem.stacked(stem.grouped)[1])
 
 
+def test_grouped_layers_with_biases_and_group_norm():
+    def net():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.GroupNorm(2, 4), nn.ReLU(),
+                             nn.Conv2d(4, 6, 3, padding=1, bias=True), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(6, 3))
+    models = [net() for _ in range(3)]
+    ref = [copy.deepcopy(m) for m in models]
+    grouped, _, _ = group_models(models)
+    x = torch.randn(3, 5, 3, 6, 6)
+    out = grouped(x.transpose(0, 1).reshape(5, 9, 6, 6)).view(5, 3, 3)
+    for i, m in enumerate(ref):
+        torch.testing.assert_close(out[:, i], m(x[i]))
+
+
 def test_what_cannot_be_batched_is_refused_in_one_line():
     a = _cfg(iters=10)
     with pytest.raises(ValueError, match="share width"):
         check_batchable([a, replace(a, width=4)])
     with pytest.raises(ValueError, match="LayerNorm"):
         group_models([nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)) for _ in range(2)])
+    with pytest.raises(ValueError, match="Conv2d"):
+        group_models([nn.Conv2d(3, 3, 3, padding_mode="circular") for _ in range(2)])
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
