@@ -153,7 +153,8 @@ def bench_width(width: int, a, data, device) -> dict:
         with torch.no_grad():   # the two formulations compute the same K losses
             x, y = loops["grouped_bare"].batch()
             g, v = loops["grouped_bare"].losses(x, y), loops["vmap_bare"].losses(x, y)
-        torch.testing.assert_close(g, v, rtol=1e-4, atol=1e-5)
+        tol = 2e-2 if device.type == "cuda" else 1e-4             # cuDNN may use TF32
+        torch.testing.assert_close(g, v, rtol=tol, atol=tol)
     times = measure(loops, a.block, a.rounds, a.warmup, device)
     images = a.k * a.block * a.batch_size
     out = {"width": width, "lrs": lrs,
