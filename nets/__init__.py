@@ -15,7 +15,8 @@ Command line: ``python -m nets.train --help``, ``python -m nets.sweep --help``.
 Modules: config (TrainConfig), data (digits / CIFAR pickles / synthetic), augment (device-side
 batches), models (ConvNet, pre-activation ResNet-18), si (SI groups by testing), metrics,
 trainer (the loop), checkpoint, run (run_training / resume_training), report (periods vs
-theory), plots, train (CLI), sweep (LR sweep + CLI).
+theory), plots, train (CLI), sweep (LR sweep + CLI), batched and batched_run (K runs trained
+as one grouped network, ``python -m nets.sweep --batched``).
 """
 from .config import TrainConfig
 from .data import DataError, ImageData, load_data
