@@ -21,7 +21,8 @@ ResNet-18), si (SI groups by testing), metrics, sharpness, forecast (next destab
 critical norm), monitor (SIMonitor: the measurements, in any loop; monitor_theory, monitor_regime,
 monitor_report), trainer (our loop, measured by SIMonitor), checkpoint, run (run_training / resume_training), report
 (periods vs theory), plots, train (CLI), sweep (LR sweep + CLI), paper_check (the paper's setting
-at several LRs within a time budget: the one-call GPU check).
+at several LRs within a time budget: the one-call GPU check), regimes (fixed-ELR regime sweep),
+batched and batched_run (K runs trained as one grouped network, ``python -m nets.sweep --batched``).
 """
 import importlib
 

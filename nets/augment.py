@@ -72,16 +72,26 @@ class EpochSampler:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """The next batch ``(x, y, starts_epoch)``; ``starts_epoch`` is True for a new permutation."""
+        idx, new_epoch = self.next_indices()
+        return (*self.batch(idx), new_epoch)
+
+    def next_indices(self) -> tuple[torch.Tensor, bool]:
+        """Advance by one batch: its indices into the training set (a view of the epoch's
+        permutation, on the device) and whether it starts an epoch."""
         new_epoch = self.perm is None or self.pos >= self.batches_per_epoch
         if new_epoch:
             self.perm = torch.randperm(self.x.shape[0], device=self.x.device, generator=self.generator)
             self.pos = 0
         idx = self.perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
         self.pos += 1
+        return idx, new_epoch
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (augmented if asked, then normalised) and labels at ``idx``."""
         xb = self.x.index_select(0, idx)
         if self.augment:
             xb = random_crop_flip(xb, self.pad, self.generator)
-        return torch.addcmul(self.shift, xb, self.scale), self.y.index_select(0, idx), new_epoch
+        return torch.addcmul(self.shift, xb, self.scale), self.y.index_select(0, idx)
 
     def state_dict(self) -> dict:
         return {"perm": None if self.perm is None else self.perm.cpu(), "pos": self.pos,

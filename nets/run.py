@@ -45,7 +45,8 @@ from .report import analyse_run, stability_at_destabilisations
 from .si import SIGroups
 from .trainer import Trainer, TrainingDiverged, resolve_device
 
-__all__ = ["RunResult", "RunAborted", "run_training", "resume_training", "new_run_dir", "set_threads"]
+__all__ = ["RunResult", "RunAborted", "run_training", "resume_training", "resume_config", "finish_run",
+           "new_run_dir", "set_threads"]
 
 
 @dataclass
@@ -247,6 +248,22 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     elapsed = time.perf_counter() - t0
     if diverged is None:
         checkpoint()
+    result = finish_run(trainer, device, run_dir, completed=completed, diverged=diverged,
+                        elapsed_s=elapsed, iterations_done=trainer.iteration - start_it,
+                        resumed_from=start_it)
+    if diverged is not None:
+        raise diverged
+    return result
+
+
+def finish_run(trainer: Trainer, device: torch.device, run_dir: Path | None, *, completed: bool,
+               diverged: Exception | None, elapsed_s: float, iterations_done: int,
+               resumed_from: int = 0) -> RunResult:
+    """Analyse what ``trainer`` recorded (periods, stability) and write the run's result files
+    into ``run_dir`` (None: write nothing); the checkpoint is the caller's. ``elapsed_s`` timed
+    the ``iterations_done`` of this call, which started at iteration ``resumed_from``. Shared by
+    :func:`run_training` and :func:`nets.batched_run.run_batched`."""
+    config = trainer.config
     steps, layer_norms, evals = trainer.recorder.arrays()
     sharpness = trainer.recorder.sharpness_table()
     monitor = trainer.monitor.summary() if len(steps["iteration"]) else None
@@ -262,11 +279,11 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
                                                             config.lr, config.wd_si, config.momentum)
     result = RunResult(config=config, run_dir=run_dir, si_groups=trainer.groups, steps=steps,
                        layer_norms=layer_norms, evals=evals, periods=periods, period_summary=summary,
-                       completed=completed, iterations=trainer.iteration, elapsed_s=elapsed,
-                       iters_per_s=(trainer.iteration - start_it) / max(elapsed, 1e-9),
+                       completed=completed, iterations=trainer.iteration, elapsed_s=elapsed_s,
+                       iters_per_s=iterations_done / max(elapsed_s, 1e-9),
                        device=str(device), diverged=None if diverged is None else str(diverged),
                        sharpness=sharpness, layers=trainer.recorder.layer_arrays(), monitor=monitor,
-                       resumed_from=start_it)
+                       resumed_from=resumed_from)
     if run_dir is not None:
         opt = (f"fixed ELR {config.fixed_elr:g}{' per layer' if config.fixed_elr_per_layer else ''}"
                if config.fixed_elr is not None else f"eta={config.lr:g}, lambda={config.wd:g}")
@@ -274,8 +291,6 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
         title = (f"{config.model} ({config.mode}{norm}, width {config.width}) on {config.dataset}: {opt}, "
                  f"batch {config.batch_size}")
         _write_results(run_dir, result, title)
-    if diverged is not None:
-        raise diverged
     return result
 
 
@@ -288,6 +303,14 @@ def resume_training(run_dir: str | Path, *, iters: int | None = None, epochs: in
     ``quiet`` may change. Metrics recorded before the checkpoint are kept; later ones are
     re-recorded identically.
     """
+    cfg, payload = resume_config(run_dir, iters=iters, epochs=epochs, device=device, quiet=quiet)
+    return run_training(cfg, run_dir=run_dir, stop_after=stop_after, _state=payload["trainer"])
+
+
+def resume_config(run_dir: str | Path, *, iters: int | None = None, epochs: int | None = None,
+                  device: str | None = None, quiet: bool | None = None) -> tuple[TrainConfig, dict]:
+    """The config to continue the run in ``run_dir`` with (its checkpoint's, with the length,
+    device string and ``quiet`` replaced where given) and the checkpoint payload."""
     run_dir = Path(run_dir)
     payload = load_checkpoint(run_dir / CHECKPOINT_NAME)
     cfg = TrainConfig.from_dict(payload["config"])
@@ -302,4 +325,4 @@ def resume_training(run_dir: str | Path, *, iters: int | None = None, epochs: in
     if resolve_device(cfg.device).type != payload["device_type"]:
         raise ValueError(f"checkpoint was written on {payload['device_type']}; resume it on the same "
                          f"kind of device (--device {payload['device_type']})")
-    return run_training(cfg, run_dir=run_dir, stop_after=stop_after, _state=payload["trainer"])
+    return cfg, payload

@@ -10,6 +10,8 @@ and ``sweep.png`` (measured and predicted frequency vs eta*lambda).
 Re-running the same command with ``--sweep-dir`` continues: finished runs are skipped and an
 interrupted one resumes from its checkpoint -- so a sweep can be split over several
 time-limited sessions (e.g. ``timeout -s TERM 570 python -m nets.sweep ...``, repeated).
+With ``--batched`` every unfinished run is trained at once as one batched network
+(:mod:`nets.batched`), into the same run directories with the same files.
 """
 from __future__ import annotations
 
@@ -108,21 +110,30 @@ def run_or_resume(cfg: TrainConfig, run_dir: str | Path) -> bool:
         return True
 
 
-def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path) -> tuple[list[dict], bool]:
+def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path, *,
+              batched: bool = False) -> tuple[list[dict], bool]:
     """Run (or continue) every config in ``sweep_dir/<lr..._wd...>/``; write the sweep files.
 
     Returns ``(rows, completed)``; ``completed`` is False when a run was interrupted (the sweep
-    then stops; call again to continue).
+    then stops; call again to continue). ``batched``: train every unfinished run at once as one
+    batched network (:mod:`nets.batched_run`), into the same run directories.
     """
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "sweep_config.json", {"runs": [c.to_dict() for c in configs]})
     rows, completed = [], True
+    if batched:
+        from .batched_run import run_batched_in_dirs
+        todo = [c for c in configs if not is_finished(sweep_dir / run_tag(c))]
+        if todo:
+            res = run_batched_in_dirs(todo, [sweep_dir / run_tag(c) for c in todo])
+            completed = all(r.completed or r.diverged for r in res)
     for cfg in configs:
         run_dir = sweep_dir / run_tag(cfg)
-        completed = run_or_resume(cfg, run_dir)
+        if not batched:
+            completed = run_or_resume(cfg, run_dir)
         rows.append(sweep_row(cfg, run_dir))
-        if not completed:
+        if not completed and not batched:
             break
     write_csv(sweep_dir / "sweep.csv", {k: [r[k] for r in rows] for k in ROW_KEYS})
     write_json(sweep_dir / "sweep.json", {"rows": rows, "completed": completed})
@@ -160,6 +171,9 @@ def build_parser() -> CliParser:
     p.add_argument("--sweep-dir", default=None,
                    help="sweep directory (default: <out>/sweep-<dataset>-<model>-<time>); an existing one "
                         "is continued")
+    p.add_argument("--batched", action="store_true",
+                   help="train all runs at once as one batched network (one program, same run "
+                        "directories and files; the runs must share model, data and batch size)")
     add_config_arguments(p, sweep=True)
     return p
 
@@ -178,7 +192,7 @@ def main(argv=None) -> int:
             c.validate()
         sweep_dir = writable_dir(PROG, args.sweep_dir or (
             Path(base.out) / f"sweep-{base.dataset}-{base.model}-{datetime.now():%Y%m%d-%H%M%S}"))
-        rows, completed = run_sweep(configs, sweep_dir)
+        rows, completed = run_sweep(configs, sweep_dir, batched=args.batched)
     except (DataError, ValueError, TrainingDiverged) as exc:
         cli_fail(PROG, str(exc))
     except OSError as exc:

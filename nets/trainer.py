@@ -159,25 +159,44 @@ class Trainer:
 
     def step(self) -> list[float] | None:
         """One optimizer step; returns the recorded row on recording steps, else None."""
-        t = self.iteration
+        t = self.begin_step()
         xb, yb, _ = self.sampler.next()
-        if self.texp is not None:
-            self.optimizer.param_groups[0]["lr"] = self.lr_at(t)
         out = self.model(xb)
         loss = F.cross_entropy(out, yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             correct = (out.argmax(1) == yb).sum()
-            self._loss_sum += loss.detach()
+        return self.finish_step(t, loss.detach(), correct, yb.shape[0])
+
+    # A step is begin_step -> (batch, forward, gradient into .grad) -> finish_step. nets.batched
+    # trains K trainers' models as one network between the two halves of every trainer's step.
+    def begin_step(self) -> int:
+        """Open step ``t = iteration`` (set its LR under TEXP); returns ``t``."""
+        t = self.iteration
+        if self.texp is not None:
+            self.optimizer.param_groups[0]["lr"] = self.lr_at(t)
+        return t
+
+    def finish_step(self, t: int, loss: torch.Tensor, correct: torch.Tensor, n: int) -> list[float] | None:
+        """Close step ``t`` once the batch gradient is in the parameters' ``.grad``.
+
+        ``loss`` (mean cross-entropy) and ``correct`` (number of correct predictions among the
+        batch's ``n`` images) are 0-d device tensors. Adds them to the evaluation window, takes the
+        optimizer step (the monitor's hooks measure around it; then the WRS / fixed-ELR projection),
+        lets :class:`nets.SIMonitor` record on its recording steps (one host read) and evaluates when
+        due. Returns the recorded row or None.
+        """
+        with torch.no_grad():
+            self._loss_sum += loss
             self._correct += correct
             self._window += 1
-            self._seen += yb.shape[0]
+            self._seen += n
         self.optimizer.step()          # the monitor's hooks: sharpness and SI norms before the step
         if self.config.si_radius is not None:     # WRS / fixed ELR: back onto the sphere
             self.watch.rescale_(self.config.si_radius, per_layer=self.config.fixed_elr_per_layer)
         self.iteration = t + 1
-        row = self.monitor.step(loss, correct / yb.shape[0], epoch=t // self.batches_per_epoch)
+        row = self.monitor.step(loss, correct / n, epoch=t // self.batches_per_epoch)
         if self.eval_every > 0 and (self.iteration % self.eval_every == 0 or
                                     self.iteration == self.total_iters):
             self.evaluate_now()
