@@ -313,6 +313,8 @@ def _finite(v: float) -> bool:
 
 
 if __name__ == "__main__":
+    from simulate.io import exit_process
+
     from .monitor_demo import main
 
-    raise SystemExit(main())
+    exit_process(main())

@@ -35,6 +35,7 @@ class MonitorRunInfo:
     optimizer: str = "sgd"
     wrs_norm: float | None = None
     exp_lr: bool = False
+    fixed_elr: float | None = None
 
 
 def layer_columns(names: list[str], layers: dict) -> dict:

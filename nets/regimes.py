@@ -159,4 +159,7 @@ def _fmt(v) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    from simulate.io import exit_process     # after main(): its Ctrl-C handling covers start-up
+
+    exit_process(status)

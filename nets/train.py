@@ -274,4 +274,7 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    from simulate.io import exit_process     # after main(): its Ctrl-C handling covers start-up
+
+    exit_process(status)

@@ -88,4 +88,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    from simulate.io import exit_process     # after main(): its Ctrl-C handling covers start-up
+
+    exit_process(status)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulate import NormalizedQuadratic, period_reports, sweep
-from simulate.sweep import tail_start
+from simulate import NormalizedQuadratic, period_reports
+from simulate.sweep import sweep, tail_start
 
 __all__ = ["TOY_DIM", "toy_objective", "toy_sweep", "toy_reports"]
 

@@ -14,18 +14,26 @@ compare         measured vs predicted equilibrium, effective LR, angular update 
 plots, toy      figure and command line
 io              shared I/O helpers (progress bar, atomic JSON/CSV/NPZ, CLI errors)
 """
-from .compare import compare_with_theory, format_table, write_comparison
-from .engine import Trajectory, run
-from .fast_quadratic import run_fast
-from .objectives import BNLinearClassifier, BNMLP, NormalizedQuadratic, Objective, make_objective
-from .periods import PeriodReport, detect_periods
-from .sweep import REGIMES, classify, make_grid, period_reports, sweep
+import importlib
 
-run_sweep = sweep
+#: public name -> submodule; imported on first use (PEP 562), so that a command importing only
+#: ``simulate.io`` (every CLI's parser and error helpers) does not import torch and the engines.
+#: ``simulate.sweep`` is the submodule; its one-call sweep is ``simulate.run_sweep``.
+_EXPORTS = {"compare_with_theory": "compare", "format_table": "compare", "write_comparison": "compare",
+            "Trajectory": "engine", "run": "engine", "run_fast": "fast_quadratic",
+            "BNLinearClassifier": "objectives", "BNMLP": "objectives", "NormalizedQuadratic": "objectives",
+            "Objective": "objectives", "make_objective": "objectives", "PeriodReport": "periods",
+            "detect_periods": "periods", "REGIMES": "sweep", "classify": "sweep", "make_grid": "sweep",
+            "period_reports": "sweep", "run_sweep": "sweep"}
 
-__all__ = [
-    "Objective", "NormalizedQuadratic", "BNLinearClassifier", "BNMLP", "make_objective",
-    "Trajectory", "run", "run_fast", "sweep", "run_sweep", "make_grid", "classify",
-    "period_reports", "REGIMES", "PeriodReport", "detect_periods", "compare_with_theory",
-    "format_table", "write_comparison",
-]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__),
+                        "sweep" if name == "run_sweep" else name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simulate' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

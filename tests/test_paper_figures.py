@@ -192,7 +192,7 @@ def test_missing_or_broken_data_dir_is_one_line(tmp_path, capsys, monkeypatch, b
 def test_interrupted_toy_sweep_draws_nothing(tmp_path, monkeypatch, figure):
     """The engine returns the steps done at Ctrl-C; the figures must not draw from them."""
     import paper_figures.toy_runs as toy_runs
-    from simulate import sweep as real_sweep
+    from simulate.sweep import sweep as real_sweep
 
     def interrupted(*args, **kw):
         traj = real_sweep(*args, **{**kw, "steps": 20})
