@@ -3,6 +3,12 @@
 ``python -m paper_figures <name> [--quick] [--out DIR]``; names in :data:`FIGURES`, plus ``all`` and
 ``report`` (every figure and a Markdown page with a predicted-vs-measured table).
 """
+import os
+
+# OpenMP threads sleep at once instead of spinning (must precede the first import of torch):
+# 11 % slower on an idle 2-core machine, 5x faster with another busy process (nets/README.md,
+# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import (fig_cifar, fig_equivalences, fig_frequency, fig_norms, fig_period_detail, fig_periodic, fig_phase,
                fig_regimes)
 

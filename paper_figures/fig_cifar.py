@@ -279,9 +279,14 @@ def make(out: Path, quick: bool, data_dir: str | None = None) -> FigureResult:
                    "twin_length_ratio": (twin["mean_length"] / partner["mean_length"]
                                          if partner and twin["mean_length"] and partner["mean_length"] else None),
                    "min_periods": min(r["n_periods"] for r in records)}
-    for rec in records:
-        res.table.append(table_row("period length (iter)", f"CIFAR-10 η={rec['eta']:g} λ={rec['lam']:g}",
+    for rec, arr in zip(records, arrays):
+        setting = f"CIFAR-10 η={rec['eta']:g} λ={rec['lam']:g}"
+        res.table.append(table_row("period length (iter)", setting,
                                    rec["predicted_mean_length"] or float("nan"), rec["mean_length"] or float("nan")))
+        rep = arr["reported"][np.isfinite(arr["reported"][:, 1])] if arr["reported"].size else arr["reported"]
+        if rep.size:      # forecast issued after each jump: iterations to the next onset, forecast vs actual
+            res.table.append(table_row("iterations to the next destabilisation (forecast, median)", setting,
+                                       float(np.median(rep[:, 1] - rep[:, 0])), float(np.median(rep[:, 2] - rep[:, 0]))))
     save_data(out, NAME, res, {f"run{k}_{key}": v for k, arr in enumerate(arrays) for key, v in arr.items()})
     return res
 

@@ -1,6 +1,10 @@
 """Shared fixtures."""
-import pytest
-import torch
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")    # before torch: see theory/__init__.py
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture

@@ -129,3 +129,13 @@ def test_paper_setup_states_the_constants_the_code_uses():
     assert tuple(float(v) for v in mean.split(",")) == CIFAR_MEAN
     assert tuple(float(v) for v in std.split(",")) == CIFAR_STD
     assert f"Frobenius norm {TrainConfig().last_layer_norm:g}" in text.replace("\n", " ")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """README opens with the install+main-job command and the test command; .ci/run runs the latter."""
+    block = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    install, tests = [line.split("#", 1)[0].strip() for line in block.strip().splitlines()]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert install.startswith("pip install -e '.[dev]'") and "python -m simulate.toy" in install
+    assert tests in ci and tests.startswith("python -m pytest")

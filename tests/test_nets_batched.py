@@ -101,6 +101,7 @@ def quick_plots(monkeypatch):
     monkeypatch.setattr(nets.plots, "plot_sweep", touch)
 
 
+@pytest.mark.slow
 def test_interrupted_batched_sweep_continues_into_single_run_directories(tmp_path, quick_plots):
     configs = [_cfg(iters=24, lr=1.0, wd=0.05, seed=0, checkpoint_every=10),
                _cfg(iters=16, lr=0.5, wd=0.05, seed=1, checkpoint_every=10, momentum=0.5)]

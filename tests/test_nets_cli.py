@@ -113,6 +113,7 @@ def reference(tmp_path_factory):
     return run_training(cfg, run_dir=out / "ref")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference, sig):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -138,6 +139,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference, sig):
     np.testing.assert_array_equal(z["eval_test_acc"], reference.evals["test_acc"])
 
 
+@pytest.mark.slow
 def test_gpu_sweep_command_runs_end_to_end_on_fake_cifar(tmp_path):
     """The command prepared for a GPU machine, at tiny scale on CPU (fake CIFAR-10)."""
     write_fake_cifar(tmp_path / "data", "cifar10", n_train=96, n_test=32)
@@ -163,6 +165,7 @@ def test_gpu_sweep_command_runs_end_to_end_on_fake_cifar(tmp_path):
     assert "2/2 runs" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_dead_network_is_reported_by_train_and_sweep(tmp_path):
     """Practical mode at eta = 5 kills the tiny network within a few dozen steps."""
     dying = [*TINY, "--mode", "practical", "--keep-init-norm", "--wd", "1e-2", "--iters", "80",
@@ -318,6 +321,7 @@ def test_sweep_figure_shows_only_runs_with_periods(tmp_path):
     assert measured["y"] == [1e-3, 4e-3] and "2 of 3 runs shown" in ax["title"]
 
 
+@pytest.mark.slow
 def test_monitor_demo_and_run_tables_on_fake_cifar(tmp_path):
     write_fake_cifar(tmp_path / "data", n_train=64, n_test=16)
     out = tmp_path / "demo"
@@ -342,6 +346,7 @@ def test_monitor_cli_errors_are_one_line(args, needle):
     assert needle in p.stderr and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_paper_check_command_runs_three_lrs_on_a_tiny_pack(tmp_path):
     """The one-call GPU command, at tiny scale on the CPU: a fake CIFAR pack, width 2, 3 LRs."""
     write_fake_cifar(tmp_path / "data", "cifar10", n_train=200, n_test=40)
@@ -367,6 +372,7 @@ def test_paper_check_command_runs_three_lrs_on_a_tiny_pack(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and "nets.data download" in bad.stderr
 
 
+@pytest.mark.slow
 def test_paper_check_stops_every_run_at_the_deadline(tmp_path):
     write_fake_cifar(tmp_path / "data", "cifar10", n_train=200, n_test=40)
     t0 = time.time()

@@ -88,7 +88,7 @@ def test_metrics_equal_an_explicit_float64_computation(kind):
         np.testing.assert_allclose(layers["layer_angular_updates"][t], e["layer_angle"], rtol=1e-3, atol=1e-6)
     # the equilibrium angle for the hyper-parameters of the last step, by hand (formulas: test_theory_*)
     lr = expect[-1]["lr"]
-    want = {"sgd": math.acos(1 - lr * wd), "sgd-momentum": math.sqrt(2 * lr * wd / 1.9),
+    want = {"sgd": math.acos(1 - lr * wd), "sgd-momentum": math.acos(1 - lr * wd / 1.9),
             "adamw": math.sqrt(2 * lr * wd * 0.2 / 1.8)}[kind]
     assert s["series"]["eq_angular_update"][-1] == pytest.approx(want, rel=1e-12)
     assert s["optimizer"][0]["kind"] == ("adamw" if kind == "adamw" else "sgd")

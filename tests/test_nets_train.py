@@ -247,3 +247,28 @@ def test_adam_runs_record_their_effective_lr_and_make_no_sgd_period_prediction(o
     rep, summary = analyse_periods(fake, cfg)
     assert summary["n_periods"] == 2 and math.isnan(summary["predicted_mean_length"]) and optimizer in summary["note"]
     assert "no prediction" in period_line(summary)
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_entry_points_make_openmp_threads_sleep_unless_told_otherwise(preset):
+    """Each package sets OMP_WAIT_POLICY=PASSIVE on import, before torch loads (nets/README.md,
+    "CPU threads on a busy machine"); a value the user set is kept."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import importlib, os\n"
+            "for m in ('theory', 'simulate', 'nets', 'paper_figures'):\n"
+            "    os.environ.pop('OMP_WAIT_POLICY', None) if {preset!r} is None else None\n"
+            "    importlib.import_module(m)\n"
+            "    print(m, os.environ.get('OMP_WAIT_POLICY'))\n").format(preset=preset)
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, env={**env, "PYTHONPATH": str(root)},
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [w for m in ("theory", "simulate", "nets", "paper_figures")
+                                for w in (m, preset or "PASSIVE")]

@@ -40,6 +40,7 @@ def _summary(out, name):
     return json.loads((out / f"{name}.json").read_text())["summary"]
 
 
+@pytest.mark.slow
 def test_every_figure_written(report_run):
     report_dir, seen = report_run
     for name in FIGURES:
@@ -54,6 +55,7 @@ def test_every_figure_written(report_run):
             assert all(n >= 2 for label, n in drawn.items() if "stability" not in label), (name, drawn)
 
 
+@pytest.mark.slow
 def test_periodic_figure_shows_every_complete_run(report_run):
     """Three learning rates, each curve the whole run (every record of its metrics.npz), in every panel."""
     report_dir, seen = report_run
@@ -69,6 +71,7 @@ def test_periodic_figure_shows_every_complete_run(report_run):
         assert all(c["n"] == records[k] and c["points"] == records[k] for k, c in curves.items()), curves
 
 
+@pytest.mark.slow
 def test_frequency_legend_and_axis_are_both_frequencies(report_run):
     report_dir, seen = report_run
     s = _summary(report_dir, "frequency")
@@ -78,12 +81,14 @@ def test_frequency_legend_and_axis_are_both_frequencies(report_run):
         np.testing.assert_allclose(theory["y"], np.array(s[label]["predicted"], dtype=float), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_periodic_figure_has_periods(report_dir):
     s = _summary(report_dir, "periodic")
     assert s["total_periods"] >= 2
     assert any((v or {}).get("n_periods", 0) >= 2 for k, v in s.items() if k.startswith("lr"))
 
 
+@pytest.mark.slow
 def test_period_detail_destabilises_below_critical_norm(report_dir):
     s = _summary(report_dir, "period_detail")
     assert s["n_periods"] >= 2
@@ -94,6 +99,7 @@ def test_period_detail_destabilises_below_critical_norm(report_dir):
     assert abs(s["period_measured"] / s["period_predicted"] - 1) < TOLERANCE
 
 
+@pytest.mark.slow
 def test_frequency_points_match_theory(report_dir):
     s = _summary(report_dir, "frequency")
     toy = {k: np.array(v, dtype=float) for k, v in s["toy"].items() if k != "max_rel_error"}
@@ -117,6 +123,7 @@ def test_frequency_points_match_theory(report_dir):
     assert np.all((ratio > 0.65) & (ratio < 1.05)), ratio
 
 
+@pytest.mark.slow
 def test_phase_diagram_follows_equilibrium_theory(report_dir):
     s = _summary(report_dir, "phase")
     assert s["counts_eta_lam"]["equilibrium"] > 0
@@ -131,6 +138,7 @@ def test_phase_diagram_follows_equilibrium_theory(report_dir):
     assert agree[settled].mean() >= 0.8
 
 
+@pytest.mark.slow
 def test_equivalences_exact_while_stable(report_dir):
     s = _summary(report_dir, "equivalences")
     assert s["scaling"]["max_rel_dist"] == 0.0
@@ -140,6 +148,7 @@ def test_equivalences_exact_while_stable(report_dir):
     assert s["wrs"]["max_rel_dist"] > 1e-6
 
 
+@pytest.mark.slow
 def test_report_table(report_dir):
     text = (report_dir / "report.md").read_text()
     for name in FIGURES:
@@ -203,6 +212,7 @@ def test_interrupted_toy_sweep_draws_nothing(tmp_path, monkeypatch, figure):
     assert not list(tmp_path.glob(f"{figure}.*"))
 
 
+@pytest.mark.slow
 def test_sigint_stops_the_job_keeps_the_checkpoint_and_publishes_nothing(tmp_path):
     """Ctrl-C during a network run of `report --quick`: exit 130, no figure, no report, a resumable run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}

@@ -28,6 +28,7 @@ def test_presets_are_valid_and_hold_an_equal_product_twin():
             assert c.full_train_eval and c.image_size is None and c.dataset == "cifar10"
 
 
+@pytest.mark.slow
 def test_cifar_experiment_end_to_end_on_fake_data_and_resumes(tmp_path, monkeypatch, capsys):
     write_fake_cifar(tmp_path / "data", "cifar10", n_train=120, n_test=40)
     monkeypatch.setitem(fig_cifar.PRESETS, "quick", TINY)

@@ -19,6 +19,7 @@ def _written(res, out):
         assert (out / f"{res.name}.{ext}").stat().st_size > 500
 
 
+@pytest.mark.slow
 def test_regimes_figure_at_test_scale(tmp_path):
     base = TrainConfig(**TINY, iters=30, sharpness_every=29, sharpness_batches=1)
     res = fig_regimes.make(tmp_path, True, net_base=base, net_elrs=((1e-3, 3.0), (1e-2,)), toy_steps=400)
@@ -40,6 +41,7 @@ def test_regimes_figure_at_test_scale(tmp_path):
         np.testing.assert_allclose(data[f"{toy}_angle"], data[f"{toy}_angle_predicted"], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_norms_figure_at_test_scale(tmp_path):
     res = fig_norms.make(tmp_path, True, base=TrainConfig(**TINY, iters=24, lr=0.5, wd=0.05))
     _written(res, tmp_path)

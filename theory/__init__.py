@@ -11,6 +11,12 @@ sphere       projected SGD on the sphere at a fixed effective LR (total or per l
 equivalences (eta, lam) <-> eta*lam scaling, Li & Arora's exponential LR, weight rescaling
 symbolic     sympy derivations of the closed forms
 """
+import os
+
+# OpenMP threads sleep at once instead of spinning (must precede the first import of torch):
+# 11 % slower on an idle 2-core machine, 5x faster with another busy process (nets/README.md,
+# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .dynamics import (angular_update, effective_grad_norm, effective_lr, next_sq_norm,
                        norm_trajectory, sgd_step, wrs_step)
 from .equilibrium import (approach_steps, equilibrium_angular_update, equilibrium_effective_lr,
