@@ -55,6 +55,7 @@ def test_tiny_cli_run_writes_every_file(tmp_path):
     assert not (run / "sharpness.csv").exists() and "sharpness:" not in p.stdout
 
 
+@pytest.mark.slow
 def test_sharpness_flag_writes_its_table_and_line(tmp_path):
     p = _cli("nets.train", *TINY, "--iters", "20", "--sharpness-every", "5", "--sharpness-iters", "6",
              "--out", tmp_path, check=0)
@@ -178,6 +179,7 @@ def test_a_dead_network_is_reported_by_train_and_sweep(tmp_path):
     assert row["collapsed_at"] == c["iteration"] and f"dead from iteration {c['iteration']}" in s.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_runs_at_tiny_scale(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "benchmarks/bench_nets.py", "--dataset", "synthetic", "--width", "2",
@@ -280,8 +282,9 @@ def test_sigint_in_the_first_seconds(tmp_path, delay):
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
+    """A finished 30-iteration run of the TINY configuration (made in-process: no CLI start-up)."""
     out = tmp_path_factory.mktemp("short")
-    _cli("nets.train", *TINY, "--iters", "30", "--out", out, check=0)
+    run_training(TrainConfig(dataset="synthetic", width=2, batch_size=32, iters=30, quiet=True, out=str(out)))
     return _only_run_dir(out)
 
 
@@ -295,6 +298,7 @@ def test_resume_refuses_what_it_would_ignore(short_run, args, needle):
     assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_resumed_run_reports_the_time_of_the_resumed_part(short_run, tmp_path):
     import shutil
     run = tmp_path / "run"

@@ -107,6 +107,7 @@ def test_download_refuses_an_incomplete_existing_folder(tmp_path):
         download_cifar("cifar10", tmp_path, url="http://127.0.0.1:9/none", progress=False)
 
 
+@pytest.mark.slow
 def test_download_cli_end_to_end(tmp_path, server):
     base, routes = server
     body = _tarball(tmp_path)
