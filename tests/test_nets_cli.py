@@ -14,6 +14,8 @@ import pytest
 from nets import TrainConfig, run_training
 from nets.data import write_fake_cifar
 
+from interrupt import popen_interruptible
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--width", "2", "--batch-size", "32", "--threads", "1", "--quiet"]
 RUN_FILES = {"config.json", "metrics.csv", "evals.csv", "metrics.npz", "periods.json", "plot.png", "layers.csv",
@@ -118,7 +120,7 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference, sig):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nets.train", *LONG, "--out", str(tmp_path)],
+    proc = popen_interruptible([sys.executable, "-m", "nets.train", *LONG, "--out", str(tmp_path)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("*/checkpoint.pt")):
@@ -262,7 +264,7 @@ def test_sigint_in_the_first_seconds(tmp_path, delay):
     """Whatever phase Ctrl-C lands in (imports, data, first steps): exit 130, no traceback, and a
     --resume hint only with a real run directory that has a checkpoint."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nets.train", *TINY, "--iters", "100000", "--out",
+    proc = popen_interruptible([sys.executable, "-m", "nets.train", *TINY, "--iters", "100000", "--out",
                              str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -18,6 +18,8 @@ from paper_figures.common import net_config
 from paper_figures.fig_frequency import THEORY_LABEL, TOLERANCE
 from paper_figures.fig_phase import _boundary_eta_lam
 
+from interrupt import popen_interruptible
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -217,7 +219,7 @@ def test_sigint_stops_the_job_keeps_the_checkpoint_and_publishes_nothing(tmp_pat
     """Ctrl-C during a network run of `report --quick`: exit 130, no figure, no report, a resumable run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     out, publish = tmp_path / "out", tmp_path / "pub"
-    proc = subprocess.Popen([sys.executable, "-m", "paper_figures", "report", "--quick", "--out", str(out),
+    proc = popen_interruptible([sys.executable, "-m", "paper_figures", "report", "--quick", "--out", str(out),
                              "--publish", str(publish)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     run = out / "net_runs" / "lr0.5"
