@@ -88,6 +88,7 @@ def test_bad_flags_give_one_line_and_exit_2(args, needle):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_missing_cifar_gives_one_line_and_exit_2(tmp_path):
     p = _cli("nets.train", "--dataset", "cifar10", "--data-dir", tmp_path / "none", check=2)
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
@@ -290,6 +291,7 @@ def short_run(tmp_path_factory):
     return _only_run_dir(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--lr", "0.5"], "--lr cannot change"),
     (["--wd", "1e-2", "--width", "4"], "--wd, --width cannot change"),

@@ -78,6 +78,7 @@ def test_fixed_elr_configuration_errors():
         Trainer(cfg, make_synthetic())
 
 
+@pytest.mark.slow
 def test_regime_sweep_labels_and_resumes(tmp_path):
     base = TrainConfig(**{**TINY, "record_every": 2}, iters=40)
     configs = regime_configs(base, [3.0, 1e-3])

@@ -223,6 +223,7 @@ def test_period_prediction_with_the_gradient_between_jumps(G, rho_min):
         assert toy._gradient_note(row)
 
 
+@pytest.mark.slow
 def test_minibatch_mlp_says_why_periods_exceed_the_pure_decay_formula(tmp_path, capsys):
     """README's `--objective mlp --batch-size 32`: mini-batch noise holds the norm at its equilibrium,
     the measured periods are ~3x the pure-WD formula, and the output says why."""
