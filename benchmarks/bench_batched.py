@@ -42,10 +42,7 @@ from nets.config import TrainConfig  # noqa: E402
 from nets.data import load_data  # noqa: E402
 from nets.trainer import Trainer, resolve_device  # noqa: E402
 
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from bench_nets import measure  # noqa: E402  (same folder: the one interleaved timing loop)
 
 
 class Sequential:
@@ -118,21 +115,6 @@ class BareBatched:
                     col = (-1,) + (1,) * (w.dim() - 1)
                     w.sub_(self.lr.view(col) * (g + self.wd.view(col) * w))
                     p.grad = None
-
-
-def measure(loops: dict, block: int, rounds: int, warmup: int, device) -> dict:
-    """Seconds per block of each loop, interleaved: round r times every loop once."""
-    for loop in loops.values():
-        loop.run(warmup)
-    times = {k: [] for k in loops}
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            loop.run(block)
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def _spread(values) -> dict:
