@@ -96,8 +96,9 @@ class TrainConfig:
     also measures the paper's train loss, a full pass over the training set at fixed weights in
     train-mode BN (:func:`nets.metrics.full_pass_train_loss`); a checkpoint every ``checkpoint_every`` iterations (0: only at the end or
     on interruption); the sharpness of the SI group (:mod:`nets.sharpness`) every
-    ``sharpness_every`` iterations (0: never), on the first ``sharpness_batches`` training
-    batches, with at most ``sharpness_iters`` Lanczos steps.
+    ``sharpness_every`` iterations (0: never) from iteration ``sharpness_from`` on (the first
+    phase, before any destabilisation, has nothing to forecast), on the first ``sharpness_batches``
+    training batches, with at most ``sharpness_iters`` Lanczos steps.
     """
 
     model: str = "convnet"
@@ -131,6 +132,7 @@ class TrainConfig:
     full_train_eval: bool = False
     checkpoint_every: int = 1000
     sharpness_every: int = 0
+    sharpness_from: int = 0
     sharpness_batches: int = 4
     sharpness_iters: int = 30
     wrs_norm: float | None = None
@@ -164,7 +166,7 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("iters", "epochs", "train_subset", "test_subset", "checkpoint_every", "aug_pad", "threads",
-                     "sharpness_every"):
+                     "sharpness_every", "sharpness_from"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.iters == 0 and self.epochs == 0:

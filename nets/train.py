@@ -148,6 +148,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                         "train loss on the SI sphere times the LR, to check the destabilisation "
                         "condition > 2(1+mu) (0: never; each costs up to --sharpness-iters "
                         "double-backward passes over --sharpness-batches batches)")
+    g.add_argument("--sharpness-from", type=_nonneg_int, default=_D["sharpness_from"], metavar="T",
+                   help="first iteration at which the sharpness may be measured (default %(default)s: "
+                        "from the start; the first phase has no destabilisation to forecast)")
     g.add_argument("--sharpness-batches", type=_pos_int, default=_D["sharpness_batches"],
                    help="fixed training batches the sharpness is measured on (default %(default)s)")
     g.add_argument("--sharpness-iters", type=_pos_int, default=_D["sharpness_iters"],

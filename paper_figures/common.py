@@ -54,8 +54,10 @@ class FigureResult:
 
 
 def relative_error(predicted: float, measured: float) -> float:
-    """``|measured - predicted| / |predicted|`` (NaN when either is missing)."""
-    if predicted is None or measured is None or not np.isfinite(predicted) or not np.isfinite(measured):
+    """``|measured - predicted| / |predicted|`` (NaN when either is missing or the prediction is 0:
+    a relative error has no scale there, e.g. a forecast of "now")."""
+    if predicted is None or measured is None or not np.isfinite(predicted) or not np.isfinite(measured) \
+            or predicted == 0:
         return float("nan")
     return abs(measured - predicted) / abs(predicted)
 

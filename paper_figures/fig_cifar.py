@@ -47,10 +47,15 @@ class CifarExperiment:
     ``twin`` (eta, lambda); every run lasts ``fit_iters + iters * f`` iterations, where
     ``fit_iters`` covers the first phase (fitting the training set: about the same number of epochs
     at every eta*lambda) and, with ``scale_length``, ``f = max(eta*lambda) / (eta*lambda)`` (else 1)
-    gives every run about the same number of periods (period ~ 1/(eta*lambda)). ``sharpness_every``
-    (the forecast's measurements, :mod:`nets.forecast`) is the same for every run. ``init_si_norm``
-    rescales the SI weights at init (None: the default init); the twin starts at the same norm, so
-    it tests that the periodic regime depends on eta*lambda alone, not a trajectory equivalence.
+    gives every run about the same number of periods (period ~ 1/(eta*lambda)). ``twin_iters``
+    (if > 0) makes the equal-product pair -- the twin and its partner -- last ``fit_iters +
+    twin_iters`` iterations: their mean period lengths are compared, so they need the most periods
+    (the spread of single periods is 25-30 %: with n periods the ratio's standard error is about
+    0.4/sqrt(n)). ``sharpness_every`` from ``sharpness_from`` on (the forecast's measurements,
+    :mod:`nets.forecast`) is the same for every run. ``init_si_norm`` rescales the SI weights at
+    init (None: the default init); the twin starts at the same norm, so it tests that the periodic
+    regime depends on eta*lambda alone, not the exact trajectory equivalence (which would also
+    rescale the init by sqrt(c), paper Sec. 2).
     """
 
     width: int
@@ -68,6 +73,8 @@ class CifarExperiment:
     init_si_norm: float | None
     fit_iters: int = 0
     scale_length: bool = False
+    twin_iters: int = 0
+    sharpness_from: int = 0
     batch_size: int = 128
     workers: int = 2
     threads: int = 1
@@ -81,16 +88,20 @@ class CifarExperiment:
         from nets.config import TrainConfig
 
         top = max(eta * lam for eta, lam in self.pairs())
+        product = self.twin[0] * self.twin[1]
         out = []
         for eta, lam in self.pairs():
             f = top / (eta * lam) if self.scale_length else 1.0
+            iters = int(math.ceil(self.iters * f))
+            if math.isclose(eta * lam, product):          # the twin and its partner
+                iters = max(iters, self.twin_iters)
             out.append(TrainConfig(
                 model="convnet", mode="si", dataset="cifar10", data_dir=data_dir, width=self.width,
                 train_subset=self.train_subset, test_subset=self.test_subset, batch_size=self.batch_size,
-                lr=eta, wd=lam, iters=self.fit_iters + int(math.ceil(self.iters * f)),
+                lr=eta, wd=lam, iters=self.fit_iters + iters,
                 record_every=self.record_every, eval_every=self.eval_every, full_train_eval=True,
                 init_si_norm=self.init_si_norm, sharpness_every=self.sharpness_every,
-                sharpness_batches=self.sharpness_batches,
+                sharpness_batches=self.sharpness_batches, sharpness_from=self.sharpness_from,
                 sharpness_iters=self.sharpness_iters, checkpoint_every=1000, threads=self.threads, quiet=True))
         return sorted(out, key=lambda c: -c.iters)
 
@@ -99,9 +110,9 @@ class CifarExperiment:
 #: paper's width-32 ConvNet on all 50,000 images at lambda = 1e-3, GPU-sized.
 PRESETS = {
     "quick": CifarExperiment(width=8, train_subset=2000, test_subset=1000, wd=1e-3, lrs=(1.0, 2.0, 3.0),
-                             twin=(1.0, 2e-3), fit_iters=1200, iters=1000, scale_length=True, record_every=5,
-                             eval_every=500, sharpness_every=150, sharpness_batches=1, sharpness_iters=12,
-                             init_si_norm=20.0),
+                             twin=(1.0, 2e-3), fit_iters=1200, iters=1300, twin_iters=3000, record_every=5,
+                             eval_every=500, sharpness_every=150, sharpness_from=1000, sharpness_batches=1,
+                             sharpness_iters=12, init_si_norm=20.0),
     "full": CifarExperiment(width=32, train_subset=0, test_subset=0, wd=1e-3, lrs=(0.5, 1.0, 2.0),
                             twin=(1.0, 2e-3), fit_iters=20_000, iters=40_000, scale_length=True, record_every=10,
                             eval_every=2000, sharpness_every=250, sharpness_batches=2, sharpness_iters=20,
@@ -185,7 +196,9 @@ def _run_record(cfg, row: dict, run_dir: Path) -> tuple[dict, dict]:
                                                    "median_rho_over_rho_c_at_onset")},
            "final_test_acc": row["final_test_acc"],
            "final_train_acc_full": float(z["eval_train_acc_full"][-1]) if len(z["eval_train_acc_full"]) else None,
-           "images_per_s": row["images_per_s"], "event_iterations": s.get("event_iterations", [])}
+           "images_per_s": row["images_per_s"], "event_iterations": s.get("event_iterations", []),
+           "mean_si_norm_periodic": _periodic_mean(z["step_iteration"], z["step_si_norm"],
+                                                   s.get("event_iterations", []))}
     arrays = {"iteration": z["step_iteration"], "si_norm": z["step_si_norm"], "train_loss": z["step_train_loss"],
               "forecasts": np.array([[f["issued"], f["forecast"], f["onset"], f["period_start"]]
                                      for f in fc.get("all_forecasts", [])], dtype=float).reshape(-1, 4),
@@ -246,6 +259,30 @@ def _plot(records: list[dict], arrays: list[dict], title: str):
     return fig
 
 
+def _periodic_mean(iteration, norm, events) -> float | None:
+    """Mean SI norm from the first destabilisation on (None without one)."""
+    keep = np.asarray(iteration) >= events[0] if len(events) else np.zeros(len(norm), bool)
+    return float(np.mean(np.asarray(norm)[keep])) if keep.any() else None
+
+
+def twin_ratio(twin: dict, partner: dict) -> tuple[float | None, float | None]:
+    """Mean period length of the twin over its partner's, and the ratio's standard error.
+
+    SE = r * sqrt(cv_t^2/n_t + cv_p^2/n_p), cv = sd/mean of the single periods, n their number
+    (periods taken as independent: the delta method for a ratio of two independent means).
+    (None, None) when either run has no complete period.
+    """
+    parts = []
+    for rec in (twin, partner):
+        mean, sd, n = rec.get("mean_length"), rec.get("std_length"), rec.get("n_periods") or 0
+        if not (n and mean and math.isfinite(mean) and mean > 0):
+            return None, None
+        parts.append((mean, (sd or 0.0) / mean, n))
+    (m_t, cv_t, n_t), (m_p, cv_p, n_p) = parts
+    r = m_t / m_p
+    return r, r * math.sqrt(cv_t**2 / n_t + cv_p**2 / n_p)
+
+
 def _inv(x) -> float:
     return 1.0 / x if x is not None and math.isfinite(x) and x > 0 else float("nan")
 
@@ -275,9 +312,14 @@ def make(out: Path, quick: bool, data_dir: str | None = None) -> FigureResult:
     save_figure(_plot(records, arrays, title), out, NAME, res)
     twin = records[-1]
     partner = next((r for r in records[:-1] if math.isclose(r["eta_lam"], twin["eta_lam"])), None)
+    ratio, ratio_se = twin_ratio(twin, partner) if partner else (None, None)
     res.summary = {"preset": mode, "experiment": asdict(exp), "data_dir": data_dir, "runs": records,
-                   "twin_length_ratio": (twin["mean_length"] / partner["mean_length"]
-                                         if partner and twin["mean_length"] and partner["mean_length"] else None),
+                   "twin_length_ratio": ratio, "twin_length_ratio_se": ratio_se,
+                   # scaling equivalence (paper Sec. 2): at equal eta*lambda the norm scales as sqrt(eta)
+                   "twin_norm_ratio": (twin["mean_si_norm_periodic"] / partner["mean_si_norm_periodic"]
+                                       if partner and twin["mean_si_norm_periodic"]
+                                       and partner["mean_si_norm_periodic"] else None),
+                   "twin_norm_ratio_predicted": math.sqrt(twin["eta"] / partner["eta"]) if partner else None,
                    "min_periods": min(r["n_periods"] for r in records)}
     for rec, arr in zip(records, arrays):
         setting = f"CIFAR-10 η={rec['eta']:g} λ={rec['lam']:g}"

@@ -151,6 +151,9 @@ def test_measuring_does_not_change_training_and_resumes(tmp_path):
     for k in s:
         np.testing.assert_array_equal(s[k], res.sharpness[k], err_msg=k)
     assert part.iterations == 15
+    late = run_training(replace(cfg, sharpness_every=10, sharpness_from=11, sharpness_iters=8), write=False)
+    assert list(late.sharpness["iteration"]) == [20]          # multiples of 10 from iteration 11 on
+    np.testing.assert_array_equal(late.sharpness["top_eigenvalue"], s["top_eigenvalue"][2:])
 
 
 def test_stability_summary_takes_the_peak_of_each_decay_phase():
@@ -177,6 +180,8 @@ def test_config_and_probe_reject_bad_settings():
         TrainConfig(sharpness_every=-1)
     with pytest.raises(ValueError, match="sharpness_iters"):
         TrainConfig(sharpness_iters=0)
+    with pytest.raises(ValueError, match="sharpness_from"):
+        TrainConfig(sharpness_from=-1)
     model, params, batches = _tiny_convnet()
     with pytest.raises(ValueError, match="no SI parameters"):
         SharpnessProbe(model, [], batches)

@@ -1,6 +1,8 @@
 """`python -m paper_figures cifar`: a tiny experiment on a fake CIFAR folder (CPU, CI), resumable."""
 import json
+import math
 
+import numpy as np
 import pytest
 
 from nets.data import write_fake_cifar
@@ -23,9 +25,28 @@ def test_presets_are_valid_and_hold_an_equal_product_twin():
         top = max(products)
         for c in cfgs:   # scale_length: every run spans the same number of periods (iters ~ 1/(eta*lam))
             f = top / (c.lr * c.wd) if exp.scale_length else 1.0
-            assert c.iters - exp.fit_iters == pytest.approx(exp.iters * f, rel=1e-3)
-            assert c.sharpness_every == exp.sharpness_every
+            want = math.ceil(exp.iters * f)
+            if abs(c.lr * c.wd - twin) < 1e-12:      # the compared pair gets at least twin_iters
+                want = max(want, exp.twin_iters)
+            assert c.iters - exp.fit_iters == want
+            assert (c.sharpness_every, c.sharpness_from) == (exp.sharpness_every, exp.sharpness_from)
             assert c.full_train_eval and c.image_size is None and c.dataset == "cifar10"
+    quick = fig_cifar.PRESETS["quick"].configs("DATA")
+    assert [(c.lr, c.wd, c.iters) for c in quick] == [(2.0, 1e-3, 4200), (1.0, 2e-3, 4200), (1.0, 1e-3, 2500),
+                                                     (3.0, 1e-3, 2500)]    # the pair first, as workers take them
+
+
+def test_twin_ratio_standard_error_matches_a_monte_carlo():
+    rng = np.random.default_rng(0)
+    n_t, n_p, trials = 16, 20, 4000
+    t = rng.gamma(16.0, 10.0, size=(trials, n_t))          # mean 160, cv 0.25
+    p = rng.gamma(9.0, 20.0, size=(trials, n_p))           # mean 180, cv 0.33
+    ratios = t.mean(1) / p.mean(1)
+    rec = lambda x: {"mean_length": float(x.mean()), "std_length": float(x.std()), "n_periods": x.size}
+    r, se = fig_cifar.twin_ratio(rec(t[0]), rec(p[0]))
+    assert r == pytest.approx(t[0].mean() / p[0].mean())
+    assert se == pytest.approx(ratios.std(), rel=0.2)      # the delta method vs the spread of 4,000 ratios
+    assert fig_cifar.twin_ratio({"mean_length": None, "n_periods": 0}, rec(p[0])) == (None, None)
 
 
 @pytest.mark.slow
@@ -46,6 +67,7 @@ def test_cifar_experiment_end_to_end_on_fake_data_and_resumes(tmp_path, monkeypa
             assert key in r
         assert r["subset"] == 96 and r["width"] == 2
     assert "twin_length_ratio" in s and s["experiment"]["lrs"] == [0.5, 1.0, 1.5]
+    assert "twin_norm_ratio" in s and s["twin_norm_ratio_predicted"] == pytest.approx(math.sqrt(2.0))
     runs_dir = fig_cifar.experiment_dir(tmp_path / "out", "quick", TINY)
     first = {p: p.stat().st_mtime_ns for p in runs_dir.glob("*/metrics.npz")}
     assert len(first) == 4
@@ -60,3 +82,17 @@ def test_cifar_without_data_is_one_line(tmp_path, capsys, monkeypatch):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nets.data download cifar10" in err and "SIBN_DATA_DIR" in err
+
+
+def test_a_forecast_of_now_has_no_relative_error():
+    from paper_figures.common import relative_error, table_row
+
+    assert relative_error(2.0, 3.0) == pytest.approx(0.5)
+    assert math.isnan(relative_error(0.0, 40.0))      # the CIFAR forecast's median was "0 iterations away"
+    assert math.isnan(table_row("q", "s", 0.0, 40.0)["rel_error"])
+
+
+def test_periodic_mean_norm_starts_at_the_first_destabilisation():
+    it, norm = np.arange(0, 50, 5), np.arange(10.0)
+    assert fig_cifar._periodic_mean(it, norm, [25, 40]) == pytest.approx(np.mean([5, 6, 7, 8, 9]))
+    assert fig_cifar._periodic_mean(it, norm, []) is None
