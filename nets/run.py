@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simulate.io import Progress, write_csv, write_json, write_npz
+from simulate.io import Progress, take_interrupt, write_csv, write_json, write_npz
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import DEFAULT_NOTES, TrainConfig
@@ -118,6 +118,8 @@ def _stop_on_signals(trainer: Trainer):
         trainer.stop_requested = True
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    if take_interrupt():       # a Ctrl-C before this point that CPython swallowed (simulate.io)
+        trainer.stop_requested = True
     try:
         yield
     finally:

@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from simulate.io import CliParser, cli_fail, os_error_line, writable_dir, write_csv, write_json
+from simulate.io import CliParser, catch_interrupts, cli_fail, os_error_line, writable_dir, write_csv, write_json
 
 from .config import TrainConfig
 
@@ -179,6 +179,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv=None) -> int:
+    catch_interrupts()
     from .data import DataError
     from .train import config_from_args
     from .trainer import TrainingDiverged

@@ -209,6 +209,9 @@ def given_options(parser, argv) -> list[str]:
 def main(argv=None) -> int:
     """Run the command; Ctrl-C at any moment gives one line and exit status 130."""
     try:
+        from simulate.io import catch_interrupts
+
+        catch_interrupts()
         return _main(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt as exc:          # nets.run.RunAborted, or before the run started
         run_dir = getattr(exc, "run_dir", None)

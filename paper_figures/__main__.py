@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from simulate.io import CliParser, cli_fail, os_error_line, writable_dir
+from simulate.io import CliParser, catch_interrupts, cli_fail, os_error_line, writable_dir
 
 from . import EXPERIMENTS, EXTENSIONS, FIGURES
 
@@ -49,6 +49,7 @@ def publish_files(result, folder: Path, suffixes) -> None:
 
 
 def main(argv=None) -> int:
+    catch_interrupts()
     from nets.data import DataError
 
     args = build_parser().parse_args(argv)

@@ -32,6 +32,8 @@ import numpy as np
 
 __all__ = [
     "exit_process",
+    "catch_interrupts",
+    "take_interrupt",
     "Progress",
     "write_json",
     "write_csv",
@@ -212,6 +214,39 @@ def cli_fail(prog: str, message: str, code: int = 2):
     """Print a one-line error for ``prog`` and exit with ``code`` (no traceback)."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(code)
+
+
+_INTERRUPTED = False
+
+
+def catch_interrupts() -> None:
+    """Make Ctrl-C leave a mark as well as raise ``KeyboardInterrupt`` (first thing a command does).
+
+    CPython ignores an exception raised inside a weakref callback or ``__del__`` (it prints
+    "Exception ignored in ..."): a Ctrl-C landing there is lost and the command runs on --
+    measured once in CI, in importlib's module-lock callback while ``python -m nets.train`` was
+    importing torch on a loaded machine: the run trained on until killed. The handler installed
+    here (only over Python's default one, in the main thread) also sets a flag, which
+    :func:`take_interrupt` reads; :mod:`nets.run` stops a run at its first step when it is set.
+    """
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        global _INTERRUPTED
+        _INTERRUPTED = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
+
+
+def take_interrupt() -> bool:
+    """True once if a Ctrl-C was caught by :func:`catch_interrupts` since the last call."""
+    global _INTERRUPTED
+    seen, _INTERRUPTED = _INTERRUPTED, False
+    return seen
 
 
 def exit_process(code: int | None):
