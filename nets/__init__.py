@@ -27,10 +27,7 @@ batched and batched_run (K runs trained as one grouped network, ``python -m nets
 import importlib
 import os
 
-# OpenMP threads sleep at once instead of spinning (must precede the first import of torch):
-# 11 % slower on an idle 2-core machine, 5x faster with another busy process (nets/README.md,
-# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see theory/__init__.py
 
 #: public name -> submodule; imported on first use (PEP 562), so that ``python -m nets.train`` starts
 #: without importing torch and a Ctrl-C in its first seconds reaches the command's own handler

@@ -96,9 +96,10 @@ class SIMonitor:
         ``t -> factor`` from the measured norm to an equivalent WD run's norm (recorded as
         ``si_norm_equiv``; used by :class:`nets.Trainer` for Li & Arora's exponential LR).
     sharpness_every, sharpness_from, sharpness_batches, loss_fn, sharpness_iters, sharpness_seed
-        Every ``sharpness_every`` steps (0: never) from step ``sharpness_from`` on, before the step, the top eigenvalue of the
-        Hessian of ``loss_fn`` (default cross-entropy) on the fixed ``[(x, y), ...]`` batches in
-        the SI weights, on the sphere (:class:`nets.sharpness.SharpnessProbe`).
+        Every ``sharpness_every`` steps (0: never) from step ``sharpness_from`` on, before the
+        step, the top eigenvalue of the Hessian of ``loss_fn`` (default cross-entropy) on the
+        fixed ``[(x, y), ...]`` batches in the SI weights, on the sphere
+        (:class:`nets.sharpness.SharpnessProbe`).
     detect_every : int or "auto"
         Online destabilisation detection every k records, "auto" (within 1 % of wall time), or 0
         (only in :meth:`summary`).
@@ -109,8 +110,9 @@ class SIMonitor:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, example_batch=None, *,
                  log_every: int = 10, out=None, si_groups=None, decoupled_weight_decay: float = 0.0,
                  steps_per_epoch: int | None = None, last_step: int | None = None, norm_scale=None,
-                 sharpness_every: int = 0, sharpness_from: int = 0, sharpness_batches=None, loss_fn=None, sharpness_iters: int = 30,
-                 sharpness_seed: int = 0, detect_every: int | str = "auto", verbose: bool = True):
+                 sharpness_every: int = 0, sharpness_from: int = 0, sharpness_batches=None, loss_fn=None,
+                 sharpness_iters: int = 30, sharpness_seed: int = 0, detect_every: int | str = "auto",
+                 verbose: bool = True):
         if int(log_every) != log_every or log_every < 1:
             raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -134,7 +136,8 @@ class SIMonitor:
         # (first record, [Hyper of each SI group]) whenever they change: the hyper-parameters of every record
         self.hyper_log: list[tuple[int, list[Hyper]]] = []
         self.detector = StreamingPeriodDetector(self.log_every, every=detect_every)
-        self.sharpness, self.sharpness_every, self.sharpness_from = None, int(sharpness_every), int(sharpness_from)
+        self.sharpness = None
+        self.sharpness_every, self.sharpness_from = int(sharpness_every), int(sharpness_from)
         if self.sharpness_every:
             if not sharpness_batches:
                 raise ValueError("sharpness_every > 0 needs sharpness_batches=[(x, y), ...]")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulate.io import CliParser, cli_fail, write_csv, write_json
+from simulate.io import CliParser, catch_interrupts, cli_fail, write_csv, write_json
 from simulate.regimes import RegimeStats, regime_boundaries, regime_statistics
 
 from .config import TrainConfig
@@ -120,6 +120,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv=None) -> int:
+    catch_interrupts()
     from .data import DataError
     from .train import config_from_args
 

@@ -119,7 +119,8 @@ class Trainer:
                          last_step=self.total_iters - 1, steps_per_epoch=self.batches_per_epoch,
                          norm_scale=self.norm_scale_at if c.exp_lr else None,
                          sharpness_every=c.sharpness_every if self.groups.si else 0, sharpness_batches=batches,
-                         sharpness_from=c.sharpness_from, sharpness_iters=c.sharpness_iters, sharpness_seed=c.seed + 2_000_033,
+                         sharpness_from=c.sharpness_from, sharpness_iters=c.sharpness_iters,
+                         sharpness_seed=c.seed + 2_000_033,
                          detect_every=0, verbose=False)
 
     def _make_texp(self):

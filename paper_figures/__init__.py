@@ -5,10 +5,7 @@
 """
 import os
 
-# OpenMP threads sleep at once instead of spinning (must precede the first import of torch):
-# 11 % slower on an idle 2-core machine, 5x faster with another busy process (nets/README.md,
-# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see theory/__init__.py
 from . import (fig_cifar, fig_equivalences, fig_frequency, fig_norms, fig_period_detail, fig_periodic, fig_phase,
                fig_regimes)
 

@@ -17,10 +17,7 @@ io              shared I/O helpers (progress bar, atomic JSON/CSV/NPZ, CLI error
 import importlib
 import os
 
-# OpenMP threads sleep at once instead of spinning (must precede the first import of torch):
-# 11 % slower on an idle 2-core machine, 5x faster with another busy process (nets/README.md,
-# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see theory/__init__.py
 
 #: public name -> submodule; imported on first use (PEP 562), so that a command importing only
 #: ``simulate.io`` (every CLI's parser and error helpers) does not import torch and the engines.

@@ -15,7 +15,9 @@ import os
 
 # OpenMP threads sleep at once instead of spinning (must precede the first import of torch):
 # 11 % slower on an idle 2-core machine, 5x faster with another busy process (nets/README.md,
-# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override.
+# "CPU threads on a busy machine"). Set OMP_WAIT_POLICY yourself to override. Every package
+# (simulate, nets, paper_figures) and tests/conftest.py set the same default, as any may be the first
+# import: a shared helper would have to live in a package whose import loads torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .dynamics import (angular_update, effective_grad_norm, effective_lr, next_sq_norm,
                        norm_trajectory, sgd_step, wrs_step)
