@@ -8,13 +8,13 @@ trained in one process, paired and interleaved: each round times a block of ``--
 
 * **sequential** -- K ordinary :class:`nets.Trainer` runs, ``--block`` steps of each in turn
   (what K ``python -m nets.train`` runs do once started);
-* **batched** -- :class:`nets.batched.BatchedTrainer` over K such trainers (what
+* **batched** -- :class:`nets.training.batched.BatchedTrainer` over K such trainers (what
   ``python -m nets.sweep --batched`` runs): ``--block`` steps of all K at once;
 
 and reports images/s of each (median and min-max over the rounds) and the paired speed-up
 (batched / sequential within a round; median, min-max). With ``--vmap`` it also times the two
 formulations of the batched forward/backward on their own (no recording, a plain SGD + WD update
-on the stacked weights): the grouped network of :mod:`nets.batched` and ``torch.func.vmap``
+on the stacked weights): the grouped network of :mod:`nets.training.batched` and ``torch.func.vmap``
 over ``functional_call`` with stacked parameters and BN buffers.
 
 Timings on a shared machine are noisy: the 1-minute load average at the start and end is in
@@ -28,7 +28,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,12 +36,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nets.batched import BatchedTrainer, group_models  # noqa: E402
+from bench_nets import measure  # noqa: E402  (same folder: the one interleaved timing loop)
+
 from nets.config import TrainConfig  # noqa: E402
 from nets.data import load_data  # noqa: E402
-from nets.trainer import Trainer, resolve_device  # noqa: E402
-
-from bench_nets import measure  # noqa: E402  (same folder: the one interleaved timing loop)
+from nets.training.batched import BatchedTrainer, group_models  # noqa: E402
+from nets.training.trainer import Trainer, resolve_device  # noqa: E402
 
 
 class Sequential:
@@ -57,7 +56,7 @@ class Sequential:
 
 
 class Batched:
-    """The K trainers as one :class:`nets.batched.BatchedTrainer`; a block is ``n`` steps."""
+    """The K trainers as one :class:`nets.training.batched.BatchedTrainer`; a block is ``n`` steps."""
 
     def __init__(self, configs, data, device):
         self.batched = BatchedTrainer([Trainer(c, data, device) for c in configs])

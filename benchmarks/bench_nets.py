@@ -7,7 +7,7 @@ size, drop_last) on the same images, in one process. They are timed in short blo
 ``--block`` iterations, interleaved over ``--rounds`` rounds, and each loop's *fastest* block
 is kept: on a machine shared with other jobs that is the estimate least disturbed by them.
 
-* **ours** -- :class:`nets.trainer.Trainer`: images pre-loaded once as a tensor on the device,
+* **ours** -- :class:`nets.training.trainer.Trainer`: images pre-loaded once as a tensor on the device,
   one permutation per epoch on the device, batches by ``index_select``, normalisation on the
   batch, channels-last activations, SGD ``foreach`` (``fused`` on CUDA), no host sync between
   recordings, step metrics recorded every ``--record-every`` steps. The recording overhead is
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nets.config import TrainConfig  # noqa: E402
 from nets.data import load_data  # noqa: E402
 from nets.models import build_model  # noqa: E402
-from nets.trainer import Trainer, resolve_device  # noqa: E402
+from nets.training.trainer import Trainer, resolve_device  # noqa: E402
 
 
 class PerImageDataset(Dataset):
@@ -75,7 +75,7 @@ def _sync(device):
 
 
 class OurLoop:
-    """:class:`nets.trainer.Trainer` with test evaluation and checkpoints off."""
+    """:class:`nets.training.trainer.Trainer` with test evaluation and checkpoints off."""
 
     def __init__(self, cfg, data, device, total, record_every, channels_last=True):
         c = TrainConfig(**{**cfg.to_dict(), "record_every": record_every, "eval_every": -1,

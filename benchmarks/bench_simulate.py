@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cli import write_json  # noqa: E402
 from simulate.engine import run  # noqa: E402
-from simulate.io import write_json  # noqa: E402
 from simulate.objectives import NormalizedQuadratic  # noqa: E402
 from simulate.sweep import make_grid, sweep  # noqa: E402
 from theory.dynamics import sgd_step  # noqa: E402

@@ -63,7 +63,7 @@ def worker(threads: int, interop: int | None, warmup: int, steps: int, max_secon
     sys.path.insert(0, str(ROOT))
     from nets import TrainConfig
     from nets.data import load_data
-    from nets.trainer import Trainer
+    from nets.training.trainer import Trainer
 
     cfg = TrainConfig(width=width, iters=10 ** 6, eval_every=-1, checkpoint_every=0, quiet=True,
                       threads=threads, device="cpu")

@@ -13,16 +13,23 @@ Python API::
     res.steps["si_norm"], res.evals["test_acc"], res.periods.mean_length, res.period_summary
 
 Command line: ``python -m nets.train --help``, ``python -m nets.sweep --help``,
-``python -m nets.data --help`` (download / pack CIFAR), ``python -m nets.paper_check --help``.
+``python -m nets.regimes --help``, ``python -m nets.paper_check --help`` (the one-call GPU check),
+``python -m nets.data --help`` (download / pack CIFAR), ``python -m nets.monitor --help`` (demo).
 
-Modules: config (TrainConfig, the paper's preset), data (digits / CIFAR pickles and packs /
-synthetic; download, pack), augment (device-side batches), models (ConvNet, pre-activation
-ResNet-18), si (SI groups by testing), metrics, sharpness, forecast (next destabilisation from the
-critical norm), monitor (SIMonitor: the measurements, in any loop; monitor_theory, monitor_regime,
-monitor_report), trainer (our loop, measured by SIMonitor), checkpoint, run (run_training / resume_training), report
-(periods vs theory), plots, train (CLI), sweep (LR sweep + CLI), paper_check (the paper's setting
-at several LRs within a time budget: the one-call GPU check), regimes (fixed-ELR regime sweep),
-batched and batched_run (K runs trained as one grouped network, ``python -m nets.sweep --batched``).
+Layout (arrows point one way: commands -> training -> monitor -> data, models, config):
+
+==================  ===============================================================================
+``config``          :class:`TrainConfig`: every setting of a run, validated in one place
+``presets``         named settings (the paper's CIFAR-10 setup, ...) as data, applied by one function
+``models``          the SI ConvNet and pre-activation ResNet-18 (BN / LN / GN / weight norm)
+``data/``           digits, CIFAR-10/100 (pickles or packs), synthetic; download, pack, augmentation
+``monitor/``        :class:`SIMonitor` and what it measures: SI detection, metrics, sharpness, state
+``training/``       our trainer, run directories, checkpoints, batched runs
+``plots``           figures of a run, a sweep, a regime map, the monitor's equilibrium panels
+``train``, ``sweep``, ``regimes``, ``paper_check``   the commands (parse, call the library, print)
+==================  ===============================================================================
+
+Period detection and the theory-vs-measurement tables are in :mod:`analysis`; formulas in :mod:`theory`.
 """
 import importlib
 import os
@@ -33,11 +40,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see 
 #: without importing torch and a Ctrl-C in its first seconds reaches the command's own handler
 _EXPORTS = {"TrainConfig": "config", "DataError": "data", "ImageData": "data", "load_data": "data",
             "ConvNet": "models", "PreActResNet18": "models", "build_model": "models",
-            "analyse_periods": "report", "RunResult": "run", "resume_training": "run",
-            "run_training": "run", "SIGroups": "si", "find_si_groups": "si", "Trainer": "trainer",
-            # nets.sweep is also a ``python -m`` entry point: imported lazily so that running it
-            # does not find it already imported (runpy's double-import warning)
-            "run_sweep": "sweep", "sweep_configs": "sweep", "SIMonitor": "monitor"}
+            "RunResult": "training.run", "resume_training": "training.run", "run_training": "training.run",
+            "SIGroups": "monitor", "find_si_groups": "monitor", "Trainer": "training.trainer",
+            "run_sweep": "training.sweep", "sweep_configs": "training.sweep", "SIMonitor": "monitor"}
 
 
 def __getattr__(name):

@@ -8,16 +8,22 @@ The defaults are the CPU demonstration of the periodic behaviour (Lobacheva et a
 2021, Sec. 3) on scikit-learn's digits: a fully scale-invariant ConvNet of width 16 on the
 digits upsampled to 16x16, batch 128, plain SGD with eta = 1. Two choices differ from the
 paper's CIFAR setup (lambda = 1e-3, the default-init SI norm) to fit at least two full periods
-into five minutes on two CPU cores, see :data:`DEFAULT_NOTES`; :data:`PAPER_PRESET` is the
-paper's setup itself.
+into five minutes on two CPU cores: period length T ~ ln(rho_max/rho_min)/(eta*lam)
+(:mod:`theory.stability`). The width-16 ConvNet's default init has rho_0 = sqrt(sum of c_out/3)
+= 8.9 (PyTorch's conv init, Var w = 1/(3 fan_in)); the first SGD step at eta = 1 throws it to ~41
+(the gradient term eta^2 ||grad||^2 of the norm recurrence; measured), and with lam = 1e-3 the
+descent from there to the first destabilisation takes too much of a 5-minute budget. The defaults
+use lam = 3e-3 (eta*lam 3x larger: every time scale 3x shorter, by the (eta, lam) -> eta*lam
+equivalence) and start the SI weights at total norm 20 (direction unchanged): the first step then
+reaches only ~27.5 (measured), which shortens the first descent, not a full period anyway. The
+paper's setup itself is the preset ``paper`` (:mod:`nets.presets`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["TrainConfig", "MODELS", "MODES", "NORMS", "DATASETS", "WD_GROUPS", "OPTIMIZERS", "DEFAULT_NOTES",
-           "PAPER_PRESET", "paper_config"]
+__all__ = ["TrainConfig", "MODELS", "MODES", "NORMS", "DATASETS", "WD_GROUPS", "OPTIMIZERS"]
 
 MODELS = ("convnet", "resnet18")
 NORMS = ("bn", "ln", "gn", "wn")      # nets.models.NORMS (kept here: config imports no torch)
@@ -25,36 +31,6 @@ MODES = ("si", "practical")
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
 WD_GROUPS = ("all", "si", "other", "none")
 OPTIMIZERS = ("sgd", "adamw", "adam")
-
-DEFAULT_NOTES = (
-    "Period length T ~ ln(rho_max/rho_min)/(eta*lam) (theory.stability). The width-16 ConvNet's "
-    "default init has rho_0 = sqrt(sum of c_out/3) = 8.9 (PyTorch's conv init, Var w = 1/(3 fan_in)); "
-    "the first SGD step at eta = 1 throws it to ~41 (the gradient term eta^2 ||grad||^2 of the norm "
-    "recurrence; measured), and with lam = 1e-3 the descent from there to the first destabilisation "
-    "takes too much of a 5-minute budget. The defaults use lam = 3e-3 (eta*lam 3x larger: every "
-    "time scale 3x shorter, by the (eta, lam) -> eta*lam equivalence) and start the SI weights at "
-    "total norm 20 (direction unchanged): the first step then reaches only ~27.5 (measured), which "
-    "shortens the first descent, not a full period anyway."
-)
-
-
-#: The authors' CIFAR-10 setting (Lobacheva et al., NeurIPS 2021, Sec. 3 and App.;
-#: ``docs/paper_setup.md``): the fully scale-invariant ConvNet of width 32 at its default init
-#: (no rescaling of the SI norm), last layer at Frobenius norm 10 and frozen with its random
-#: bias, plain SGD (momentum 0) with batch 128 keeping each epoch's last partial batch (391 steps
-#: per 50,000 images), lambda = 1e-3, no augmentation, the authors' input normalisation
-#: (:data:`nets.data.CIFAR_MEAN`, ``CIFAR_STD``), and the paper's train loss (a full pass over
-#: the training set at each evaluation). eta = 1 is one of the paper's learning rates (1, 0.03,
-#: 0.01, 0.001). ``python -m nets.train --paper`` applies it; explicit flags override.
-PAPER_PRESET = dict(model="convnet", mode="si", width=32, last_layer_norm=10.0, keep_last_bias=True,
-                    dataset="cifar10", image_size=32, augment=False, drop_last=False, batch_size=128,
-                    lr=1.0, wd=1e-3, wd_on="all", momentum=0.0, init_si_norm=None, full_train_eval=True)
-
-
-def paper_config(**overrides) -> "TrainConfig":
-    """:data:`PAPER_PRESET` as a :class:`TrainConfig`, with ``overrides`` (e.g. ``lr``, ``epochs``)."""
-    return TrainConfig(**{**PAPER_PRESET, **overrides})
-
 
 @dataclass
 class TrainConfig:
@@ -94,8 +70,8 @@ class TrainConfig:
     ``record_every`` iterations; test evaluation every ``eval_every`` iterations (0: once per
     epoch; -1: never), on batches of ``eval_batch_size``; with ``full_train_eval`` each evaluation
     also measures the paper's train loss, a full pass over the training set at fixed weights in
-    train-mode BN (:func:`nets.metrics.full_pass_train_loss`); a checkpoint every ``checkpoint_every`` iterations (0: only at the end or
-    on interruption); the sharpness of the SI group (:mod:`nets.sharpness`) every
+    train-mode BN (:func:`nets.monitor.metrics.full_pass_train_loss`); a checkpoint every ``checkpoint_every`` iterations (0: only at the end or
+    on interruption); the sharpness of the SI group (:mod:`nets.monitor.sharpness`) every
     ``sharpness_every`` iterations (0: never) from iteration ``sharpness_from`` on (the first
     phase, before any destabilisation, has nothing to forecast), on the first ``sharpness_batches``
     training batches, with at most ``sharpness_iters`` Lanczos steps.

@@ -22,11 +22,11 @@ i.e. GroupNorm with one group (Wu & He, 2018); ``"gn"`` GroupNorm with ``gcd(cha
 groups; ``"wn"`` no normalisation layer, weight normalisation of every conv,
 w = g v/||v|| per output channel (Salimans & Kingma, 2016), with the magnitudes g frozen in
 ``"si"`` mode (as BN's affine parameters are) so that only the SI directions v are trained.
-Which weights are SI is never assumed from this list: :mod:`nets.si` finds them by testing.
+Which weights are SI is never assumed from this list: :mod:`nets.monitor.si` finds them by testing.
 
 Note on ResNet-18: each block's *first* conv is followed by a BN and is SI on its own; the
 second conv, the stem and the shortcut convs feed the residual sum, so only their *joint*
-rescaling (together with the rest) leaves the output unchanged. :mod:`nets.si` finds both kinds.
+rescaling (together with the rest) leaves the output unchanged. :mod:`nets.monitor.si` finds both kinds.
 """
 from __future__ import annotations
 

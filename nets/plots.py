@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .forecast import forecast_onsets
+from analysis.forecast import forecast_onsets
 
 __all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep", "plot_regimes"]
 
@@ -56,8 +56,8 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
              eff_lr_label: str = "effective LR $\\eta/\\rho^2$") -> Path:
     """Four stacked panels over iterations (five with ``sharpness``: the measured
     :math:`\\tilde\\eta h = \\eta\\lambda_{\\max}` against ``threshold``, and the critical norm
-    :math:`\\rho_c` of :mod:`nets.forecast` on the norm panel), destabilisations marked, a collapse
-    (``summary["collapse"]``, :func:`nets.report.find_collapse`) shaded; returns ``path``."""
+    :math:`\\rho_c` of :mod:`analysis.forecast` on the norm panel), destabilisations marked, a collapse
+    (``summary["collapse"]``, :func:`analysis.report.find_collapse`) shaded; returns ``path``."""
     plt = _pyplot()
     n = 4 if sharpness is None else 5
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.25 * n), sharex=True)
@@ -95,7 +95,7 @@ def plot_run(path, steps: dict, evals: dict, summary: dict, title: str = "", *,
 def plot_monitor(path, steps: dict, series: dict, summary: dict, *, sharpness: dict | None = None) -> Path:
     """The :class:`nets.SIMonitor` figure: train loss, SI norm, effective LR and angular update per
     step over iterations, each measured (line) against the theory's equilibrium value for the
-    current hyper-parameters (dashed: ``series`` of :func:`nets.monitor_report.analyse_monitor`);
+    current hyper-parameters (dashed: ``series`` of :func:`nets.monitor.report.analyse_monitor`);
     destabilisations marked; with ``sharpness`` a fifth panel :math:`\\eta\\lambda_{\\max}`."""
     plt = _pyplot()
     n = 4 if sharpness is None else 5
@@ -180,7 +180,7 @@ def plot_sweep(path, rows: list[dict], title: str = "") -> Path:
 def plot_regimes(path, rows: list[dict], boundaries: dict, title: str = "") -> Path:
     """Regime map of a fixed-ELR sweep (:mod:`nets.regimes`): final train loss / chance against
     the ELR, coloured by regime, regions shaded; with measured sharpness, ELR x h against 2."""
-    from simulate.regime_plots import draw_regime_map, regime_legend, shade_regimes
+    from analysis.regime_plots import draw_regime_map, regime_legend, shade_regimes
 
     plt = _pyplot()
     sharp = [r for r in rows if np.isfinite(r["eff_lr_sharpness"])]

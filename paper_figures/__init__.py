@@ -6,8 +6,16 @@
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see theory/__init__.py
-from . import (fig_cifar, fig_equivalences, fig_frequency, fig_norms, fig_period_detail, fig_periodic, fig_phase,
-               fig_regimes)
+from paper_figures import (
+               fig_cifar,
+               fig_equivalences,
+               fig_frequency,
+               fig_norms,
+               fig_period_detail,
+               fig_periodic,
+               fig_phase,
+               fig_regimes,
+)
 
 #: name -> (module, one-line description); each module has ``make(out, quick) -> FigureResult``
 FIGURES = {

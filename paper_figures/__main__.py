@@ -5,9 +5,8 @@ import sys
 import time
 from pathlib import Path
 
-from simulate.io import CliParser, catch_interrupts, cli_fail, os_error_line, writable_dir
-
-from . import EXPERIMENTS, EXTENSIONS, FIGURES
+from cli import CliParser, catch_interrupts, cli_fail, os_error_line, writable_dir
+from paper_figures import EXPERIMENTS, EXTENSIONS, FIGURES
 
 PROG = "python -m paper_figures"
 
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
             results.append(res)
             print(f"      wrote {', '.join(p.name for p in res.files)} ({time.perf_counter() - t:.1f} s)", flush=True)
         if args.name == "report":
-            from .report import write_report
+            from paper_figures.report import write_report
             path = write_report(out, args.quick, results, time.perf_counter() - t0, args.publish)
             print(f"report: {path}")
         elif args.name in EXPERIMENTS and args.publish is not None:
@@ -90,6 +89,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     status = main()
-    from simulate.io import exit_process     # after main(): its Ctrl-C handling covers start-up
+    from cli import exit_process  # after main(): its Ctrl-C handling covers start-up
 
     exit_process(status)

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from simulate.io import write_json, write_npz  # noqa: E402
+from cli import write_json, write_npz  # noqa: E402
 
 __all__ = ["FigureResult", "save_figure", "save_data", "table_row", "relative_error", "net_runs", "NET_LRS",
            "net_config"]
@@ -128,12 +128,12 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
     so the network figures share their runs and an interrupted figure job loses nothing. A run
     stopped by a signal (Ctrl-C, SIGTERM; :func:`nets.run_training` catches it and checkpoints)
     raises ``KeyboardInterrupt``, so that no figure is drawn from an incomplete run. A run
-    is a dict with ``steps`` (metric arrays), ``periods`` (:class:`simulate.periods.PeriodReport`),
-    ``period_summary`` (:func:`nets.report.analyse_periods`) and ``config``. Completed runs are
+    is a dict with ``steps`` (metric arrays), ``periods`` (:class:`analysis.periods.PeriodReport`),
+    ``period_summary`` (:func:`analysis.report.analyse_periods`) and ``config``. Completed runs are
     also kept in memory, so the figures of one ``report`` load (and rewrite) each run only once.
     """
-    from nets.checkpoint import CHECKPOINT_NAME
-    from nets.run import resume_training, run_training
+    from nets.training.checkpoint import CHECKPOINT_NAME
+    from nets.training.run import resume_training, run_training
 
     lrs = NET_LRS["quick" if quick else "full"] if lrs is None else lrs
     results = {}

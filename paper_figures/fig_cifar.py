@@ -4,10 +4,10 @@ r"""Real CIFAR-10: period frequency vs :math:`\eta\lambda`, measured, predicted 
 of Lobacheva et al. (NeurIPS 2021, Sec. 3) is trained on real 32x32 CIFAR-10 images at several
 learning rates plus one *equal-product twin* (another :math:`(\eta, \lambda)` with the same
 :math:`\eta\lambda`, which the theory says gives the same period length in iterations). For each
-run the figure and ``cifar.json`` give the periods measured (:mod:`nets.report`: mean and sd of
+run the figure and ``cifar.json`` give the periods measured (:mod:`analysis.report`: mean and sd of
 the spacing of the detected destabilisations), predicted from the measured norm ratio
 (:math:`T = \ln(\rho_{\max}/\rho_{\min})/(-\ln(1-\eta\lambda))`), and the forecast of each next
-destabilisation from the critical norm (:mod:`nets.forecast`, no future data).
+destabilisation from the critical norm (:mod:`analysis.forecast`, no future data).
 
 The experiment is one :class:`CifarExperiment` per mode in :data:`PRESETS`. Its runs are the
 existing :mod:`nets.sweep` machinery (``run_or_resume``): cached under
@@ -29,7 +29,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .common import FigureResult, save_data, save_figure, table_row
+from paper_figures.common import FigureResult, save_data, save_figure, table_row
 
 __all__ = ["CifarExperiment", "PRESETS", "run_experiment", "make"]
 
@@ -52,7 +52,7 @@ class CifarExperiment:
     twin_iters`` iterations: their mean period lengths are compared, so they need the most periods
     (the spread of single periods is 25-30 %: with n periods the ratio's standard error is about
     0.4/sqrt(n)). ``sharpness_every`` from ``sharpness_from`` on (the forecast's measurements,
-    :mod:`nets.forecast`) is the same for every run. ``init_si_norm`` rescales the SI weights at
+    :mod:`analysis.forecast`) is the same for every run. ``init_si_norm`` rescales the SI weights at
     init (None: the default init); the twin starts at the same norm, so it tests that the periodic
     regime depends on eta*lambda alone, not the exact trajectory equivalence (which would also
     rescale the init by sqrt(c), paper Sec. 2).
@@ -106,18 +106,14 @@ class CifarExperiment:
         return sorted(out, key=lambda c: -c.iters)
 
 
-#: quick: CPU-sized (about 20 min on 2 cores, see the README for the measured time); full: the
-#: paper's width-32 ConvNet on all 50,000 images at lambda = 1e-3, GPU-sized.
-PRESETS = {
-    "quick": CifarExperiment(width=8, train_subset=2000, test_subset=1000, wd=1e-3, lrs=(1.0, 2.0, 3.0),
-                             twin=(1.0, 2e-3), fit_iters=1200, iters=1300, twin_iters=3000, record_every=5,
-                             eval_every=500, sharpness_every=150, sharpness_from=1000, sharpness_batches=1,
-                             sharpness_iters=12, init_si_norm=20.0),
-    "full": CifarExperiment(width=32, train_subset=0, test_subset=0, wd=1e-3, lrs=(0.5, 1.0, 2.0),
-                            twin=(1.0, 2e-3), fit_iters=20_000, iters=40_000, scale_length=True, record_every=10,
-                            eval_every=2000, sharpness_every=250, sharpness_batches=2, sharpness_iters=20,
-                            init_si_norm=None, workers=1, threads=0),
-}
+def _presets() -> dict:
+    from nets.presets import CIFAR_EXPERIMENTS
+
+    return {mode: CifarExperiment(**spec) for mode, spec in CIFAR_EXPERIMENTS.items()}
+
+
+#: the experiments by mode (data: :data:`nets.presets.CIFAR_EXPERIMENTS`)
+PRESETS = _presets()
 
 
 def _interrupt(signum, frame):
@@ -136,16 +132,16 @@ def experiment_dir(out: Path, mode: str, exp: CifarExperiment) -> Path:
 
 def _worker(cfg_dict: dict, run_dir: str) -> None:
     from nets.config import TrainConfig
-    from nets.sweep import run_or_resume
+    from nets.training.sweep import run_or_resume
 
     run_or_resume(TrainConfig.from_dict(cfg_dict), run_dir)
 
 
 def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list[dict]:
     """Run (or continue, or reuse) every run of ``exp``, ``exp.workers`` at a time; return the
-    :func:`nets.sweep.run_sweep` rows. Ctrl-C stops the runs after their current step (each
+    :func:`nets.training.sweep.run_sweep` rows. Ctrl-C stops the runs after their current step (each
     checkpoints) and raises ``KeyboardInterrupt``; the same call continues them."""
-    from nets.sweep import is_finished, run_sweep, run_tag
+    from nets.training.sweep import is_finished, run_sweep, run_tag
 
     configs = exp.configs(data_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +292,7 @@ def make(out: Path, quick: bool, data_dir: str | None = None) -> FigureResult:
     exp = PRESETS[mode]
     data_dir = resolve_data_dir(data_dir)
     load_cifar("cifar10", data_dir)                  # the one-line DataError before any work
-    from nets.sweep import run_tag
+    from nets.training.sweep import run_tag
 
     sweep_dir = experiment_dir(out, mode, exp)
     rows = {(r["lr"], r["wd"]): r for r in run_experiment(exp, data_dir, sweep_dir)}

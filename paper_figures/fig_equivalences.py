@@ -22,13 +22,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulate.periods import detect_periods
+from analysis.periods import detect_periods
+from paper_figures.common import FigureResult, save_data, save_figure
+from paper_figures.toy_runs import toy_objective
 from theory.dynamics import next_sq_norm, sgd_step, wrs_step
-from theory.stability import critical_norm
 from theory.equivalences import rescaled_hyperparameters, texp_schedule, wrs_lr_from_wd
-
-from .common import FigureResult, save_data, save_figure
-from .toy_runs import toy_objective
+from theory.stability import critical_norm
 
 NAME = "equivalences"
 
@@ -141,7 +140,7 @@ def _first_unstable(xs: np.ndarray, eta: float, h: float, momentum: float) -> in
 
 
 def _first_jump(xs: np.ndarray) -> int:
-    """Iteration of the first destabilisation of a run (:func:`simulate.periods.detect_periods`
+    """Iteration of the first destabilisation of a run (:func:`analysis.periods.detect_periods`
     on its norm), or the run length when there is none."""
     events = detect_periods(np.linalg.norm(xs, axis=1)).events
     return int(events[0]) if events.size else xs.shape[0] - 1

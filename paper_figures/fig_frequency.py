@@ -17,10 +17,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from paper_figures.common import FigureResult, net_runs, save_data, save_figure, table_row
+from paper_figures.toy_runs import toy_reports, toy_sweep
 from theory.stability import predicted_period_frequency
-
-from .common import FigureResult, net_runs, save_data, save_figure, table_row
-from .toy_runs import toy_reports, toy_sweep
 
 NAME = "frequency"
 #: (eta, lam) pairs of the toy sweep: eta*lam from 3e-4 to 1e-2, plus equal-product twins
@@ -49,7 +48,7 @@ def _toy_points(quick: bool) -> dict:
 
 
 def _net_points(out: Path, quick: bool) -> dict:
-    """Measured and predicted frequency of each network run (:func:`nets.report.analyse_periods`)."""
+    """Measured and predicted frequency of each network run (:func:`analysis.report.analyse_periods`)."""
     summaries = [run["period_summary"] for run in net_runs(out, quick).values()]
     keys = {"eta": "eta", "lam": "lam", "eta_lam": "eta_lam", "measured": "measured_frequency",
             "predicted": "predicted_frequency", "n_periods": "n_periods"}

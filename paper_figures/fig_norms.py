@@ -4,11 +4,11 @@ Lobacheva et al. (2021) study BatchNorm; their appendix asks whether the periodi
 property of scale invariance as such. Here the ConvNet of the network figures
 (:func:`paper_figures.common.net_config` at :math:`\eta = 1`) is trained with each normalisation
 of :mod:`nets.models` -- BatchNorm, LayerNorm, GroupNorm, weight normalisation -- everything else
-equal; :mod:`nets.si` finds the SI weights of each variant by testing (the four conv tensors in
+equal; :mod:`nets.monitor.si` finds the SI weights of each variant by testing (the four conv tensors in
 every case). Columns: one normalisation each; rows: train loss, SI norm :math:`\rho` and effective
-LR :math:`\eta/\rho^2`, destabilisations (:func:`simulate.periods.detect_periods`) marked; the
+LR :math:`\eta/\rho^2`, destabilisations (:func:`analysis.periods.detect_periods`) marked; the
 title gives the measured and predicted period lengths and the range of the norm ratios
-:math:`\rho_{\max}/\rho_{\min}` of the periods (:func:`nets.report.analyse_periods`).
+:math:`\rho_{\max}/\rho_{\min}` of the periods (:func:`analysis.report.analyse_periods`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .common import FigureResult, net_config, save_data, save_figure, table_row
+from paper_figures.common import FigureResult, net_config, save_data, save_figure, table_row
 
 NAME = "norms"
 NORM_NAMES = {"bn": "BatchNorm", "ln": "LayerNorm", "gn": "GroupNorm", "wn": "weight norm"}
@@ -37,7 +37,7 @@ def default_base(quick: bool):
 def norm_runs(out: Path, quick: bool, base=None) -> dict:
     """Train (or reuse) one run per normalisation in ``out/norm_runs/<norm>/``; returns
     ``{norm: {"steps": ..., "summary": ..., "si": [...]}}``."""
-    from nets.sweep import run_or_resume
+    from nets.training.sweep import run_or_resume
 
     base = base or default_base(quick)
     runs = {}

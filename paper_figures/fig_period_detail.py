@@ -17,11 +17,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from paper_figures.common import FigureResult, net_runs, save_data, save_figure, table_row
+from paper_figures.toy_runs import toy_objective, toy_reports, toy_sweep
 from theory.dynamics import effective_lr
 from theory.stability import critical_effective_lr, critical_norm, predicted_period_length
-
-from .common import FigureResult, net_runs, save_data, save_figure, table_row
-from .toy_runs import toy_objective, toy_reports, toy_sweep
 
 NAME = "period_detail"
 PHASE_COLORS = {"decay": "#cfe8cf", "unstable": "#fde2b5", "jump": "#f6b8b8"}

@@ -2,7 +2,7 @@ r"""Figure 1 -- periodic behaviour of a scale-invariant ConvNet for several lear
 
 As in Lobacheva et al. (2021), Fig. 1: train loss, the norm :math:`\rho` of the SI weights and
 the effective learning rate :math:`\eta/\rho^2` over training, one colour per learning rate,
-destabilisations (found by :func:`simulate.periods.detect_periods`) marked. Quick mode: fully SI
+destabilisations (found by :func:`analysis.periods.detect_periods`) marked. Quick mode: fully SI
 ConvNet (width 8) on scikit-learn's digits on the CPU; full mode: see
 :func:`paper_figures.common.net_config`.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .common import FigureResult, net_runs, save_data, save_figure
+from paper_figures.common import FigureResult, net_runs, save_data, save_figure
 
 NAME = "periodic"
 PANELS = (("train_loss", "train loss", "log"), ("si_norm", "SI weight norm ρ", "linear"),

@@ -22,11 +22,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from paper_figures.common import FigureResult, save_data, save_figure, table_row
+from paper_figures.toy_runs import toy_objective, toy_sweep
 from simulate import compare_with_theory
 from theory.stability import critical_norm
-
-from .common import FigureResult, save_data, save_figure, table_row
-from .toy_runs import toy_objective, toy_sweep
 
 NAME = "phase"
 SIGMA = 0.05

@@ -2,7 +2,7 @@ r"""Beyond the paper -- the three regimes of training on the sphere at a fixed e
 
 Kodryan et al. (NeurIPS 2022) fix the norm of the SI weights and train at a fixed ELR
 :math:`\tilde\eta` (:mod:`theory.sphere`): convergence, chaotic equilibrium and divergence as
-:math:`\tilde\eta` grows. Every run is labelled by :mod:`simulate.regimes` (one rule for toys and
+:math:`\tilde\eta` grows. Every run is labelled by :mod:`analysis.regimes` (one rule for toys and
 network; final loss relative to a random guess, power-law trends of the loss and the effective
 gradient norm). The runs are described in :mod:`paper_figures.regime_runs`.
 
@@ -12,7 +12,7 @@ norm and per layer; (c) mean angle per step against :math:`\arctan(\tilde\eta G)
 :mod:`theory.sphere`): divergence is where a step turns the weights by nearly 90 degrees.
 Bottom: the ConvNet -- (d) the regime map, total norm and per layer, with the ranges reported for
 the paper's setup; (e) train loss over iterations; (f) :math:`\tilde\eta h` at the end of each run
-(sphere sharpness :math:`h`, :mod:`nets.sharpness`) against the stability threshold 2.
+(sphere sharpness :math:`h`, :mod:`nets.monitor.sharpness`) against the stability threshold 2.
 """
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulate.regime_plots import REGIME_COLORS, draw_regime_map, regime_legend, shade_regimes
-
-from .common import FigureResult, save_data, save_figure, table_row
-from .regime_runs import PAPER_CONVNET, net_sweeps, toy_maps
+from analysis.regime_plots import REGIME_COLORS, draw_regime_map, regime_legend, shade_regimes
+from paper_figures.common import FigureResult, save_data, save_figure, table_row
+from paper_figures.regime_runs import PAPER_CONVNET, net_sweeps, toy_maps
 
 NAME = "regimes"
 

@@ -11,7 +11,7 @@ Toys (:func:`toy_maps`; :func:`simulate.regimes.sphere_sweep`, vectorised over t
   with the default 5 the logits stay too small, the minimum's mini-batch gradients never vanish and
   SGD settles at a noise floor for every ELR (no convergence regime to find).
 
-Network (:func:`net_base`, :data:`NET_ELRS`; :func:`nets.regimes.run_regime_sweep`): the fully SI
+Network (:func:`net_base`, :data:`NET_ELRS`; :func:`nets.training.regime_sweep.run_regime_sweep`): the fully SI
 ConvNet. ``quick`` is CPU-sized: width 8 on 1,024 CIFAR-10 training images (``$SIBN_DATA_DIR``;
 scikit-learn's digits without it), 400 iterations per ELR, one CPU thread (a fixed order of float
 operations, so a rerun on the same machine reproduces the runs; and on a busy 2-core machine
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.regimes import regime_boundaries
+from paper_figures.toy_runs import toy_objective
 from simulate.objectives import BNMLP
-from simulate.regimes import chance_loss, classify_trajectory, regime_boundaries, sphere_sweep
+from simulate.regimes import chance_loss, classify_trajectory, sphere_sweep
 from theory.sphere import sphere_angular_update
 from theory.stability import critical_effective_lr
-
-from .toy_runs import toy_objective
 
 __all__ = ["NET_ELRS", "PER_LAYER_ELRS", "PAPER_CONVNET", "toy_maps", "net_base", "net_sweeps"]
 
@@ -98,9 +98,9 @@ def net_base(quick: bool):
 def net_sweeps(out: Path, quick: bool, base=None, elrs=(NET_ELRS, PER_LAYER_ELRS)) -> dict:
     """Run (or reuse) the network's sweeps in ``out/net_regimes/{total,per_layer}`` over the ELRs
     ``elrs = (total, per_layer)``; returns ``{variant: (rows, boundaries, completed)}``
-    (:func:`nets.regimes.run_regime_sweep`). An interrupted run raises ``KeyboardInterrupt`` after
+    (:func:`nets.training.regime_sweep.run_regime_sweep`). An interrupted run raises ``KeyboardInterrupt`` after
     its checkpoint is written; calling again continues the sweep."""
-    from nets.regimes import regime_configs, run_regime_sweep
+    from nets.training.regime_sweep import regime_configs, run_regime_sweep
 
     base = base or net_base(quick)
     res = {}

@@ -11,10 +11,9 @@ across implementations and precisions.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from analysis.periods import tail_start
 from simulate import NormalizedQuadratic, period_reports
-from simulate.sweep import sweep, tail_start
+from simulate.sweep import sweep
 
 __all__ = ["TOY_DIM", "toy_objective", "toy_sweep", "toy_reports"]
 

@@ -8,11 +8,13 @@ objectives      toy SI objectives (normalised quadratic, BN linear classifier, B
 noise           explicit tangent gradient noise and mini-batch streams, reproducible per seed
 engine          generic vectorised runner built on the ``theory.dynamics`` step functions
 fast_quadratic  O(d)-per-step eigenbasis path for the quadratic (fused float32 GD + WD)
-sweep           one-call sweeps over (eta, lam, momentum, noise, seed) and regime classification
-periods         destabilisation / period detector shared with ``nets/``
+sweep           one-call sweeps over (eta, lam, momentum, noise, seed) and their behaviour
+regimes         training on the sphere at fixed effective LRs (the rule: ``analysis.regimes``)
+rotational      random walks of Adam/AdamW/SGD variants made by ``torch.optim`` itself
 compare         measured vs predicted equilibrium, effective LR, angular update and period
 plots, toy      figure and command line
-io              shared I/O helpers (progress bar, atomic JSON/CSV/NPZ, CLI errors)
+
+Period detection and the regime rule are in ``analysis``, command-line and file helpers in ``cli``.
 """
 import importlib
 import os
@@ -20,14 +22,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see theory/__init__.py
 
 #: public name -> submodule; imported on first use (PEP 562), so that a command importing only
-#: ``simulate.io`` (every CLI's parser and error helpers) does not import torch and the engines.
+#: ``cli`` (every CLI's parser and error helpers) does not import torch and the engines.
 #: ``simulate.sweep`` is the submodule; its one-call sweep is ``simulate.run_sweep``.
 _EXPORTS = {"compare_with_theory": "compare", "format_table": "compare", "write_comparison": "compare",
             "Trajectory": "engine", "run": "engine", "run_fast": "fast_quadratic",
             "BNLinearClassifier": "objectives", "BNMLP": "objectives", "NormalizedQuadratic": "objectives",
-            "Objective": "objectives", "make_objective": "objectives", "PeriodReport": "periods",
-            "detect_periods": "periods", "REGIMES": "sweep", "classify": "sweep", "make_grid": "sweep",
-            "period_reports": "sweep", "run_sweep": "sweep"}
+            "Objective": "objectives", "make_objective": "objectives", "BEHAVIOURS": "sweep", "classify": "sweep",
+            "make_grid": "sweep", "period_reports": "sweep", "run_sweep": "sweep"}
 
 
 def __getattr__(name):

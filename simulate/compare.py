@@ -39,13 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.equilibrium import (approach_steps, equilibrium_angular_update, equilibrium_effective_lr,
-                                equilibrium_norm)
+from analysis.periods import tail_start
+from cli import write_csv, write_json
+from simulate.engine import Trajectory
+from simulate.sweep import classify, period_reports
+from theory.equilibrium import approach_steps, equilibrium_angular_update, equilibrium_effective_lr, equilibrium_norm
 from theory.stability import critical_norm, predicted_period_length
-
-from .engine import Trajectory
-from .io import write_csv, write_json
-from .sweep import tail_start, classify, period_reports
 
 __all__ = ["compare_with_theory", "format_table", "write_comparison", "TABLE_COLUMNS"]
 
@@ -84,7 +83,7 @@ def compare_with_theory(traj: Trajectory, *, sharpness: float | None = None, tai
         Fraction of the records (from the end) used for the equilibrium statistics and the
         regime.
     **period_kw
-        Passed to :func:`simulate.periods.detect_periods`.
+        Passed to :func:`analysis.periods.detect_periods`.
     """
     lo = tail_start(traj.norm.shape[0], tail)
     regimes = classify(traj, tail=tail, **period_kw)

@@ -30,13 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulate.noise import SeedStreams, tangent_noise
 from theory.dynamics import angular_update, effective_grad_norm, effective_lr, sgd_step, wrs_step
 from theory.equivalences import texp_schedule
 from theory.sphere import sphere_step
 
-from .noise import SeedStreams, tangent_noise
-
-__all__ = ["Trajectory", "run", "OPTIMIZERS", "RECORDABLE", "broadcast_configs"]
+__all__ = ["Trajectory", "run", "OPTIMIZERS", "RECORDABLE", "broadcast_configs", "validate_run"]
 
 OPTIMIZERS = ("sgd", "wrs", "texp", "sphere")
 RECORDABLE = ("loss", "eff_grad_norm", "angle")
@@ -121,7 +120,7 @@ def broadcast_configs(n: int, **values) -> dict:
     return out
 
 
-def _validate(steps, record_every, optimizer, cfg):
+def validate_run(steps, record_every, optimizer, cfg):
     """Check the run's options and every configuration before the first step."""
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -183,7 +182,7 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
         Record every this many iterations.
     dtype : numpy dtype
         Working precision (float64 default).
-    progress : simulate.io.Progress, optional
+    progress : cli.Progress, optional
         Updated as steps complete.
 
     Returns
@@ -197,7 +196,7 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
     B, d = x.shape
     cfg = broadcast_configs(B, eta=eta, lam=lam, momentum=momentum, noise=noise,
                             seed=0 if seeds is None else seeds)
-    _validate(steps, record_every, optimizer, cfg)
+    validate_run(steps, record_every, optimizer, cfg)
     if blocks is not None and optimizer != "sphere":
         raise ValueError(f"blocks are for optimizer='sphere' (per-layer projection), not {optimizer!r}")
     record = tuple(record)

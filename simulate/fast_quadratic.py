@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import RECORDABLE, Trajectory, _validate, broadcast_configs, run as run_generic
+from simulate.engine import RECORDABLE, Trajectory, broadcast_configs, validate_run
+from simulate.engine import run as run_generic
 
 __all__ = ["run_fast", "supports_fused"]
 
@@ -66,7 +67,7 @@ def run_fast(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0
 
 
 def _run_fused(objective, z0, cfg, steps, record, record_every, dtype, progress) -> Trajectory:
-    _validate(steps, record_every, "sgd", cfg)
+    validate_run(steps, record_every, "sgd", cfg)
     B, d = z0.shape
     z = z0.astype(dtype)
     need_r = "eff_grad_norm" in record or "angle" in record

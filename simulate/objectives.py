@@ -25,9 +25,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from simulate.data import Dataset, make_blobs
 from theory.stability import sphere_sharpness as _sphere_sharpness
-
-from .data import Dataset, make_blobs
 
 __all__ = ["Objective", "NormalizedQuadratic", "BNLinearClassifier", "BNMLP", "make_objective",
            "OBJECTIVES"]

@@ -1,6 +1,6 @@
 """Figure of a toy run: loss, weight norm and effective LR over iterations, jumps marked.
 
-Destabilisation events (:func:`simulate.periods.detect_periods`) are drawn as thin vertical
+Destabilisation events (:func:`analysis.periods.detect_periods`) are drawn as thin vertical
 lines on every panel and as triangles on the norm curve, as in Fig. 1 of Lobacheva et al.
 (2021). Every configuration is drawn: one colour per setting (eta, lambda, momentum, noise),
 its seeds in that colour with different line styles. Beyond :data:`MAX_SETTINGS` settings the

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .noise import tangent_noise
+from simulate.noise import tangent_noise
 
 __all__ = ["WalkConfig", "random_walk", "steady_state"]
 

@@ -3,7 +3,7 @@ r"""One-call sweeps over :math:`(\eta, \lambda, \mu, \sigma, \text{seed})` and t
 :func:`sweep` builds the configurations (Cartesian grid or zipped lists), picks the fast
 eigenbasis path for the normalised quadratic (:mod:`simulate.fast_quadratic`) or the generic
 engine (:mod:`simulate.engine`) and returns one :class:`~simulate.engine.Trajectory` with all
-configurations as columns. :func:`classify` labels each configuration for a phase diagram
+configurations as columns. :func:`classify` labels each configuration by its behaviour (:data:`BEHAVIOURS`) for a phase diagram
 over :math:`(\eta, \lambda)`.
 """
 from __future__ import annotations
@@ -12,14 +12,16 @@ import itertools
 
 import numpy as np
 
-from .engine import RECORDABLE, Trajectory, run
-from .fast_quadratic import run_fast
-from .objectives import NormalizedQuadratic, Objective, make_objective
-from .periods import PeriodReport, detect_periods
+from analysis.periods import PeriodReport, detect_periods, tail_start
+from simulate.engine import RECORDABLE, Trajectory, run
+from simulate.fast_quadratic import run_fast
+from simulate.objectives import NormalizedQuadratic, Objective, make_objective
 
-__all__ = ["make_grid", "sweep", "classify", "period_reports", "tail_start", "REGIMES"]
+__all__ = ["make_grid", "sweep", "classify", "period_reports", "BEHAVIOURS"]
 
-REGIMES = ("equilibrium", "periodic", "diverged", "transient")
+#: the late-time behaviour of a toy run with WD (:func:`classify`); the three regimes of training on
+#: the sphere are :data:`analysis.regimes.REGIMES`
+BEHAVIOURS = ("equilibrium", "periodic", "diverged", "transient")
 
 
 def make_grid(eta=1.0, lam=1e-3, seeds=(0,), momentum=0.0, noise=0.0, *, grid: bool = True) -> dict:
@@ -108,15 +110,8 @@ def _finite_positive(traj: Trajectory, i: int) -> bool:
     return bool(ok)
 
 
-def tail_start(n: int, tail: float) -> int:
-    """Index of the first of the last ``tail`` fraction of ``n`` records (at least 2 records)."""
-    if not 0 < tail <= 1:
-        raise ValueError(f"tail must be in (0, 1], got {tail!r}")
-    return n - min(max(int(round(tail * n)), 2), n)
-
-
 def period_reports(traj: Trajectory, *, tail: float = 1.0, **period_kw) -> list[PeriodReport | None]:
-    """:func:`~simulate.periods.detect_periods` for every configuration (``None`` when diverged).
+    """:func:`~analysis.periods.detect_periods` for every configuration (``None`` when diverged).
 
     ``tail`` is the fraction of the records used (from the end); events are indices into that
     tail.
@@ -139,7 +134,7 @@ def classify(traj: Trajectory, *, tail: float = 0.5, trend_tol: float = 0.05, **
 
     * ``'diverged'`` -- a non-finite norm or loss anywhere, or a norm spanning more than 12
       orders of magnitude;
-    * ``'periodic'`` -- at least two complete periods (:func:`simulate.periods.detect_periods`);
+    * ``'periodic'`` -- at least two complete periods (:func:`analysis.periods.detect_periods`);
     * ``'transient'`` -- no period but :math:`\log\rho` still drifts: the medians of its first
       and last tenth of the tail differ by more than ``trend_tol`` (e.g. noiseless GD that has
       not destabilised yet);

@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cli import CliParser, Progress, cli_fail, os_error_line, writable_dir, write_csv, write_json, write_npz
+from simulate.compare import compare_with_theory, format_table, write_comparison
+from simulate.engine import OPTIMIZERS, Trajectory
+from simulate.objectives import OBJECTIVES, NormalizedQuadratic, make_objective
+from simulate.plots import plot_trajectory, settings_left_out
+from simulate.sweep import make_grid, period_reports, sweep
 from theory.stability import critical_effective_lr
-
-from .compare import compare_with_theory, format_table, write_comparison
-from .engine import OPTIMIZERS, Trajectory
-from .io import CliParser, Progress, cli_fail, os_error_line, writable_dir, write_csv, write_json, write_npz
-from .objectives import OBJECTIVES, NormalizedQuadratic, make_objective
-from .plots import plot_trajectory, settings_left_out
-from .sweep import make_grid, period_reports, sweep
 
 PROG = "python -m simulate.toy"
 MAX_CSV_ROWS = 500_000
@@ -233,6 +232,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     status = main()
-    from simulate.io import exit_process     # after main(): its Ctrl-C handling covers start-up
+    from cli import exit_process  # after main(): its Ctrl-C handling covers start-up
 
     exit_process(status)

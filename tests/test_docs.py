@@ -1,6 +1,6 @@
-"""The READMEs' commands parse with the current command lines, and their figures exist.
+"""The documents' commands parse with the current command lines, and their figures exist.
 
-Every ``python -m <module> ...`` line in a code block of README.md and nets/README.md is parsed
+Every ``python -m <module> ...`` line in a code block of the READMEs and docs/ is parsed
 by that module's own parser (nothing is run), and a nets command's flags must also make a valid
 :class:`nets.TrainConfig`; so a renamed or removed flag fails here, not in a user's shell.
 """
@@ -12,11 +12,15 @@ import pytest
 
 import paper_figures.__main__ as paper_figures_cli
 import simulate.toy
-from nets import monitor_demo, paper_check, regimes, sweep, train
+from nets import options, paper_check, regimes, sweep, train
 from nets.data import __main__ as nets_data_cli
+from nets.monitor import demo as monitor_demo
+from nets.training.regime_sweep import regime_configs
+from nets.training.sweep import sweep_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "nets" / "README.md"]
+DOCS = [ROOT / "README.md", ROOT / "nets" / "README.md", ROOT / "docs" / "theory.md", ROOT / "docs" / "measurements.md",
+        ROOT / "docs" / "nets.md"]
 PARSERS = {"simulate.toy": simulate.toy.build_parser, "nets.train": train.build_parser,
            "nets.sweep": sweep.build_parser, "nets.regimes": regimes.build_parser,
            "paper_figures": paper_figures_cli.build_parser,
@@ -57,12 +61,12 @@ def _commands(docs=None):
 def _check(module, args):
     ns = PARSERS[module]().parse_args(args)
     if module == "nets.train" and not ns.resume:
-        train.config_from_args(ns).validate()
+        options.config_from_args(ns).validate()
     if module == "nets.regimes":
-        for cfg in regimes.regime_configs(train.config_from_args(ns, fixed_elr=min(ns.elrs)), ns.elrs):
+        for cfg in regime_configs(options.config_from_args(ns, fixed_elr=min(ns.elrs)), ns.elrs):
             cfg.validate()
     if module == "nets.sweep":
-        for cfg in sweep.sweep_configs(train.config_from_args(ns, lr=max(ns.lrs)), ns.lrs, ns.wds):
+        for cfg in sweep_configs(options.config_from_args(ns, lr=max(ns.lrs)), ns.lrs, ns.wds):
             cfg.validate()
 
 
@@ -117,7 +121,7 @@ def test_sources_cite_only_documents_in_the_repository():
     assert not bad
     cited = {str(p.relative_to(ROOT)) for p in _tracked_text_files()
              if p.exists() and "paper_setup.md" in p.read_text(errors="ignore")}
-    assert {"nets/data/__init__.py", "nets/models.py", "nets/augment.py", "nets/si.py", "theory/invariance.py"} <= cited
+    assert {"nets/data/__init__.py", "nets/models.py", "nets/data/augment.py", "nets/monitor/si.py", "theory/invariance.py"} <= cited
 
 
 def test_paper_setup_states_the_constants_the_code_uses():

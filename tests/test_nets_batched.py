@@ -1,4 +1,4 @@
-"""Batched sweeps (nets.batched, nets.batched_run): K runs as one network == K single runs."""
+"""Batched sweeps (nets.training.batched, nets.training.batched_run): K runs as one network == K single runs."""
 import copy
 import json
 from dataclasses import replace
@@ -10,18 +10,18 @@ import torch
 from torch import nn
 
 from nets import TrainConfig, resume_training, run_training
-from nets.batched import BatchedTrainer, check_batchable, group_models
-from nets.batched_run import run_batched
-from nets.checkpoint import load_checkpoint
 from nets.data import make_synthetic
 from nets.models import build_model
-from nets.sweep import run_sweep
-from nets.trainer import Trainer, TrainingDiverged
+from nets.training.batched import BatchedTrainer, check_batchable, group_models
+from nets.training.batched_run import run_batched
+from nets.training.checkpoint import load_checkpoint
+from nets.training.sweep import run_sweep
+from nets.training.trainer import Trainer, TrainingDiverged
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # width 8: every channel count a multiple of the CPU's vector width, so the grouped kernels
-# round like the single ones (see nets.batched); a destabilisation every ~50 iterations
+# round like the single ones (see nets.training.batched); a destabilisation every ~50 iterations
 TINY = dict(dataset="synthetic", width=8, batch_size=32, record_every=2, eval_every=40, quiet=True,
             threads=1, checkpoint_every=0, init_si_norm=None)
 RTOL = 1e-5     # float rounding: equal to the last bit here except the batch-loss reduction

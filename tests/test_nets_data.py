@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from nets.augment import EpochSampler, random_crop_flip
 from nets.config import TrainConfig
 from nets.data import CIFAR_MEAN, DataError, load_cifar, load_data, load_digits, write_fake_cifar
+from nets.data.augment import EpochSampler, random_crop_flip
 
 
 @pytest.mark.parametrize("name,classes,label_key", [("cifar10", 10, b"labels"),

@@ -161,7 +161,8 @@ def test_data_dir_falls_back_to_the_environment_and_missing_data_names_both_ways
     write_fake_cifar(tmp_path, "cifar10", n_train=10, n_test=4)
     monkeypatch.setenv("SIBN_DATA_DIR", str(tmp_path))
     assert load_cifar("cifar10").x_train.shape[0] == 10
-    from nets.train import build_parser, config_from_args
+    from nets.options import config_from_args
+    from nets.train import build_parser
 
     cfg = config_from_args(build_parser().parse_args(["--dataset", "cifar10"]))
     assert cfg.data_dir == str(tmp_path)                 # recorded in config.json as used

@@ -13,8 +13,8 @@ import torch
 
 from nets import TrainConfig
 from nets.data import make_synthetic
-from nets.sharpness import SharpnessProbe
-from nets.trainer import Trainer
+from nets.monitor.sharpness import SharpnessProbe
+from nets.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

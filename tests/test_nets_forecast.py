@@ -1,10 +1,10 @@
-"""The forecast of the next destabilisation (nets.forecast) against a step-by-step decay."""
+"""The forecast of the next destabilisation (analysis.forecast) against a step-by-step decay."""
 import math
 
 import numpy as np
 import pytest
 
-from nets.forecast import forecast_destabilisations, forecast_line, forecast_onsets
+from analysis.forecast import forecast_destabilisations, forecast_line, forecast_onsets
 
 
 def _steps_until_below(rho: float, rho_c: float, alpha: float) -> int:

@@ -4,8 +4,7 @@ import torch
 from torch import nn
 
 from nets.models import ConvNet, PreActResNet18, build_model
-from nets.si import find_si_groups, joint_si_violation
-
+from nets.monitor.si import find_si_groups, joint_si_violation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

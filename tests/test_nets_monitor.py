@@ -15,7 +15,7 @@ from nets import SIMonitor, TrainConfig
 from nets.data import make_synthetic
 from nets.models import build_model
 from nets.monitor import NoSIParameters, TrainingDiverged
-from nets.trainer import Trainer
+from nets.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CONVS = ["features.0.weight", "features.3.weight", "features.7.weight", "features.11.weight"]

@@ -1,17 +1,17 @@
-"""nets.monitor_regime: the regime rules on synthetic series with known answers, and the table."""
+"""nets.monitor.state: the regime rules on synthetic series with known answers, and the table."""
 import math
 
 import numpy as np
 import pytest
 
-from nets.monitor_regime import analysis_window, classify_regime, format_table, ratio_state, rms
+from nets.monitor.state import analysis_window, classify_state, format_table, ratio_state, rms
 
 EQ = 0.01
 EL = np.full(100, 0.01)          # eta*lambda per record; records every 10 iterations
 
 
 def _classify(steps, events=(), summary=None, eq=EQ, **kw):
-    return classify_regime(steps, np.full(100, eq), list(events), summary, **{"eta_lam": EL, "end": 1000, **kw})
+    return classify_state(steps, np.full(100, eq), list(events), summary, **{"eta_lam": EL, "end": 1000, **kw})
 
 
 def _steps(angle, n=100, grad=1.0):

@@ -6,7 +6,7 @@ from torch import nn
 
 from nets import TrainConfig, run_training
 from nets.models import NORMS, build_model
-from nets.si import find_si_groups, joint_si_violation
+from nets.monitor.si import find_si_groups, joint_si_violation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,13 +7,16 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
-from nets.augment import EpochSampler
-from nets.config import PAPER_PRESET, TrainConfig, paper_config
+from nets.config import TrainConfig
 from nets.data import load_digits, make_synthetic
-from nets.metrics import evaluate, full_pass_train_loss
+from nets.data.augment import EpochSampler
 from nets.models import build_model
-from nets.trainer import Trainer
-from nets.train import build_parser, config_from_args
+from nets.monitor.metrics import evaluate, full_pass_train_loss
+from nets.options import config_from_args
+from nets.presets import PAPER as PAPER_PRESET
+from nets.presets import preset_config
+from nets.train import build_parser
+from nets.training.trainer import Trainer
 
 
 def _uniform_moments():
@@ -63,7 +66,7 @@ def test_default_init_si_norm_matches_its_analytic_expectation():
 
 def test_paper_trainer_keeps_the_default_init_and_starts_at_eta_over_rho0_squared():
     data = make_synthetic(image_size=8, n_train=300, n_test=20)      # the init does not depend on the image size
-    cfg = paper_config(dataset="synthetic", image_size=8, lr=0.5, iters=3, record_every=1, eval_every=-1, threads=1,
+    cfg = preset_config("paper", dataset="synthetic", image_size=8, lr=0.5, iters=3, record_every=1, eval_every=-1, threads=1,
                        checkpoint_every=0, quiet=True)
     tr = Trainer(cfg, data)
     mean, sd = _expected_sq_norm(tr.model)
@@ -155,8 +158,11 @@ def test_trainer_records_the_full_pass_train_loss_at_each_evaluation():
 
 
 def test_default_notes_state_the_measured_init_norms():
-    """DEFAULT_NOTES: the width-16 default init norm (analytic) and where the first step throws it."""
-    from nets.config import DEFAULT_NOTES
+    """nets.config's notes on the defaults: the width-16 default init norm (analytic) and where the
+    first step throws it."""
+    import nets.config
+
+    DEFAULT_NOTES = " ".join(nets.config.__doc__.split())
 
     mean, _ = _expected_sq_norm(build_model("convnet", width=16, in_channels=1, input_size=16))
     assert f"rho_0 = sqrt(sum of c_out/3) = {math.sqrt(mean):.1f}" in DEFAULT_NOTES

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from analysis.report import analyse_periods, analyse_run, collapse_line, find_collapse, period_line
 from nets.config import TrainConfig
 from nets.plots import plot_run, plot_sweep
-from nets.report import analyse_periods, analyse_run, collapse_line, find_collapse, period_line
-from nets.sweep import sweep_configs
+from nets.training.sweep import sweep_configs
 
 
 def _sawtooth(eta, lam, rho_max, rho_min, n_periods, k, rng):

@@ -1,4 +1,4 @@
-"""Sharpness on the SI sphere (nets.sharpness): Lanczos, the probe vs an explicit Hessian, the
+"""Sharpness on the SI sphere (nets.monitor.sharpness): Lanczos, the probe vs an explicit Hessian, the
 scaling identity, no side effects on training, resume, and the destabilisation summary."""
 from dataclasses import replace
 
@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from analysis.report import stability_at_destabilisations, stability_line
 from nets import TrainConfig, resume_training, run_training
 from nets.data import make_synthetic
 from nets.models import build_model
-from nets.report import stability_at_destabilisations, stability_line
-from nets.sharpness import SharpnessProbe, fixed_batches, lanczos_top_eigenvalue
-from nets.si import find_si_groups
+from nets.monitor.sharpness import SharpnessProbe, fixed_batches, lanczos_top_eigenvalue
+from nets.monitor.si import find_si_groups
 from theory.stability import sphere_sharpness
 
 TINY = dict(dataset="synthetic", width=2, batch_size=32, record_every=3, eval_every=7, quiet=True,

@@ -2,7 +2,6 @@
 regime sweep of nets.regimes (API, command line, one real-data check)."""
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,9 @@ import torch.nn.functional as F
 
 from nets import TrainConfig, run_training
 from nets.data import make_synthetic
-from nets.regimes import main as regimes_main, regime_configs, run_regime_sweep
-from nets.trainer import Trainer
+from nets.regimes import main as regimes_main
+from nets.training.regime_sweep import regime_configs, run_regime_sweep
+from nets.training.trainer import Trainer
 from theory.sphere import sphere_step
 
 ROOT = Path(__file__).resolve().parents[1]

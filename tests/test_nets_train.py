@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from nets import TrainConfig, resume_training, run_training
-from nets.checkpoint import load_checkpoint
 from nets.data import make_synthetic
-from nets.trainer import Trainer
+from nets.training.checkpoint import load_checkpoint
+from nets.training.trainer import Trainer
 from theory.dynamics import next_sq_norm
 
 TINY = dict(dataset="synthetic", width=2, batch_size=32, record_every=3, eval_every=7, quiet=True,
@@ -162,7 +162,7 @@ def test_config_rejects_impossible_settings():
 def test_diverged_run_writes_what_it_recorded(tmp_path, monkeypatch):
     import json
 
-    from nets.trainer import TrainingDiverged
+    from nets.training.trainer import TrainingDiverged
 
     orig = Trainer.step
 
@@ -184,9 +184,9 @@ def test_trainer_records_what_the_loop_before_the_monitor_recorded():
     same model, batches and SGD, with explicit float64 norms and arccos angles."""
     import torch.nn.functional as F
 
-    from nets.augment import EpochSampler
-    from nets.metrics import STEP_COLUMNS
+    from nets.data.augment import EpochSampler
     from nets.models import build_model
+    from nets.monitor.metrics import STEP_COLUMNS
 
     cfg = TrainConfig(**{**TINY, "record_every": 2}, iters=9, lr=0.5, wd=0.01, momentum=0.5, augment=True)
     data = make_synthetic()
@@ -230,7 +230,7 @@ def test_trainer_records_what_the_loop_before_the_monitor_recorded():
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam"])
 def test_adam_runs_record_their_effective_lr_and_make_no_sgd_period_prediction(optimizer):
-    from nets.report import analyse_periods, period_line
+    from analysis.report import analyse_periods, period_line
 
     cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=6, optimizer=optimizer, lr=0.01, wd=0.1, beta1=0.8)
     tr = Trainer(cfg, make_synthetic())
@@ -272,3 +272,58 @@ def test_entry_points_make_openmp_threads_sleep_unless_told_otherwise(preset):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [w for m in ("theory", "simulate", "nets", "paper_figures")
                                 for w in (m, preset or "PASSIVE")]
+
+
+def test_exponential_lr_is_lambdalr_with_the_exact_schedule_and_resumes_on_it(tmp_path):
+    """TEXP runs on ``torch.optim.lr_scheduler.LambdaLR``: every step's LR is exactly
+    eta * alpha^(-2t-1) (the recorded lr column, bit for bit), the other groups keep theirs, and a
+    resumed run continues on the same schedule (identical tables to the uninterrupted run)."""
+    cfg = TrainConfig(**{**TINY, "record_every": 1}, iters=20, lr=0.1, wd=0.02, momentum=0.5, exp_lr=True,
+                      mode="practical", out=str(tmp_path))
+    tr = Trainer(cfg, make_synthetic())
+    alpha = tr.texp.alpha
+    for t in range(6):
+        tr.step()
+        assert isinstance(tr.scheduler, torch.optim.lr_scheduler.LambdaLR)
+        assert tr.recorder.steps[-1][2] == cfg.lr * alpha ** (-2 * t - 1)        # bit for bit
+        assert tr.optimizer.param_groups[1]["lr"] == cfg.lr                     # not the SI group
+    whole = run_training(replace(cfg, out=str(tmp_path / "whole")), write=False)
+    np.testing.assert_array_equal(whole.steps["lr"], cfg.lr * alpha ** (-2.0 * np.arange(20) - 1))
+    part = run_training(replace(cfg, out=str(tmp_path / "part")), stop_after=9)
+    resumed = resume_training(part.run_dir)
+    _same_tables(whole, resumed)
+
+
+def test_a_run_is_analysed_once(monkeypatch):
+    """One analysis per run: the monitor's (with the run's config), reused by the run's summary."""
+    import analysis.report
+
+    calls = []
+    real = analysis.report.analyse_periods
+
+    def counting(steps, config):
+        calls.append(type(config).__name__)
+        return real(steps, config)
+    monkeypatch.setattr(analysis.report, "analyse_periods", counting)
+    res = run_training(TrainConfig(**TINY, iters=30), write=False)
+    assert calls == ["TrainConfig"]
+    assert res.period_summary is res.monitor["periods"]
+
+
+def test_config_json_holds_configuration_not_notes(tmp_path):
+    res = run_training(TrainConfig(**TINY, iters=6, out=str(tmp_path)))
+    import json
+
+    written = json.loads((res.run_dir / "config.json").read_text())
+    assert "notes" not in written
+    assert TrainConfig.from_dict(written["config"]) == res.config
+
+
+def test_monitor_records_have_named_fields():
+    from nets.monitor.metrics import STEP_COLUMNS, StepRecord
+
+    tr = Trainer(TrainConfig(**{**TINY, "record_every": 1}, iters=3), make_synthetic())
+    row = tr.step()
+    assert isinstance(row, StepRecord) and row._fields == STEP_COLUMNS
+    assert row.iteration == 0 and row.si_norm == row.si_norm_equiv and row.lr == tr.config.lr
+    assert list(row) == tr.recorder.steps[-1]

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from figure_probe import probe_savefig
+from interrupt import popen_interruptible
+
 from paper_figures import FIGURES
 from paper_figures.__main__ import main
 from paper_figures.common import net_config
 from paper_figures.fig_frequency import THEORY_LABEL, TOLERANCE
 from paper_figures.fig_phase import _boundary_eta_lam
-
-from interrupt import popen_interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulate.data import make_blobs
-from simulate.objectives import BNLinearClassifier, BNMLP, NormalizedQuadratic, make_objective
+from simulate.objectives import BNMLP, BNLinearClassifier, NormalizedQuadratic, make_objective
 from theory.invariance import check_scale_invariance
 
 OBJECTIVES = {

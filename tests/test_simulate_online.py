@@ -1,10 +1,10 @@
-"""simulate.online: the streaming detector reports exactly what the offline detector finds on the
+"""analysis.online: the streaming detector reports exactly what the offline detector finds on the
 same series, at every prefix, and announces each event once."""
 import numpy as np
 import pytest
 
-from simulate.online import StreamingPeriodDetector
-from simulate.periods import detect_periods
+from analysis.online import StreamingPeriodDetector
+from analysis.periods import detect_periods
 
 
 def _periodic_series(n=600, period=80, seed=0):

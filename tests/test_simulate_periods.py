@@ -3,10 +3,11 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from simulate.io import write_json
-from simulate.periods import PeriodReport, detect_periods
+from analysis.periods import PeriodReport, detect_periods
+from cli import write_json
 
 
 def sawtooth(n, period, decay, *, rise=5, noise=0.0, offset=17, seed=0, walk=0.0):

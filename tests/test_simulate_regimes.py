@@ -3,11 +3,11 @@ a plain loop, and the toy's convergence boundary against theory.stability's 2/h.
 import numpy as np
 import pytest
 
+from analysis.regimes import classify_regime, regime_boundaries, regime_statistics
 from simulate.engine import run
 from simulate.noise import SeedStreams
 from simulate.objectives import BNMLP, NormalizedQuadratic
-from simulate.regimes import (chance_loss, classify_regime, classify_trajectory, regime_boundaries,
-                              regime_statistics, sphere_sweep)
+from simulate.regimes import chance_loss, classify_trajectory, sphere_sweep
 from theory.sphere import block_norms, sphere_step
 from theory.stability import critical_effective_lr
 

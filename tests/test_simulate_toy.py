@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import simulate.toy as toy
-from simulate.io import Progress
+from cli import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,19 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from si_functions import SI_FUNCTIONS
-from theory.dynamics import (angular_update, effective_grad_norm, effective_lr, next_sq_norm,
-                             norm_trajectory, sgd_step, wrs_step)
+
+from theory.dynamics import (
+    angular_update,
+    effective_grad_norm,
+    effective_lr,
+    next_sq_norm,
+    norm_trajectory,
+    sgd_step,
+    wrs_step,
+)
 
 fn_idx = st.integers(0, len(SI_FUNCTIONS) - 1)
 

@@ -1,14 +1,20 @@
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from theory import symbolic as S
 from theory.dynamics import angular_update, norm_trajectory, sgd_step
-from theory.equilibrium import (approach_steps, equilibrium_angular_update, equilibrium_effective_lr,
-                                equilibrium_norm, relaxation_time)
-from theory.stability import predicted_period_length
+from theory.equilibrium import (
+    approach_steps,
+    equilibrium_angular_update,
+    equilibrium_effective_lr,
+    equilibrium_norm,
+    relaxation_time,
+)
 from theory.equivalences import texp_alpha
+from theory.stability import predicted_period_length
 
 hyper = dict(eta=st.floats(1e-3, 2.0), lam=st.floats(1e-4, 0.2), G=st.floats(1e-2, 10.0))
 

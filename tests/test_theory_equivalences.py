@@ -1,9 +1,10 @@
 """Equivalences on 1,000-step trajectories against independent step-by-step simulations."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from si_functions import SI_FUNCTIONS
+
 from theory.dynamics import next_sq_norm, sgd_step, wrs_step
 from theory.equivalences import rescaled_hyperparameters, texp_alpha, texp_schedule, wrs_lr_from_wd
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from si_functions import SI_FUNCTIONS, bn_linear, normalised_quadratic, quadratic_grad_numpy, spd_matrix
-from theory.invariance import (check_module_scale_invariance, check_scale_invariance,
-                               find_scale_invariant_params)
+
+from theory.invariance import check_module_scale_invariance, check_scale_invariance, find_scale_invariant_params
 
 alphas = st.floats(0.05, 20.0).filter(lambda a: abs(a - 1) > 1e-3)
 

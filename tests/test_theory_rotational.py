@@ -7,9 +7,15 @@ import sympy as sp
 
 from simulate.rotational import WalkConfig, random_walk, steady_state
 from theory.equilibrium import equilibrium_angular_update, equilibrium_norm
-from theory.rotational import (adamw_equilibrium_angular_update, adamw_equilibrium_effective_lr,
-                               adamw_equilibrium_norm, adaptive_effective_lr, momentum_filter_sums,
-                               sgd_equilibrium_angular_update, sgd_equilibrium_norm)
+from theory.rotational import (
+    adamw_equilibrium_angular_update,
+    adamw_equilibrium_effective_lr,
+    adamw_equilibrium_norm,
+    adaptive_effective_lr,
+    momentum_filter_sums,
+    sgd_equilibrium_angular_update,
+    sgd_equilibrium_norm,
+)
 
 k = sp.symbols("k", integer=True, nonnegative=True)
 m, d = sp.symbols("mu d", nonnegative=True)

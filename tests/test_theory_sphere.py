@@ -4,9 +4,10 @@ the stability bound."""
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from si_functions import SI_FUNCTIONS, quadratic_grad_numpy, spd_matrix
+
 from theory.dynamics import angular_update, sgd_step, wrs_step
 from theory.equivalences import wrs_lr_from_wd
 from theory.sphere import block_norms, project_to_sphere, sphere_angular_update, sphere_step

@@ -1,13 +1,21 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from si_functions import quadratic_grad_numpy, spd_matrix
+
 from theory.dynamics import effective_lr, sgd_step
-from theory.stability import (critical_norm, is_unstable, norm_decay_factor, predicted_period_frequency,
-                              predicted_period_length, riemannian_hessian, sphere_sharpness,
-                              stability_margin)
+from theory.stability import (
+    critical_norm,
+    is_unstable,
+    norm_decay_factor,
+    predicted_period_frequency,
+    predicted_period_length,
+    riemannian_hessian,
+    sphere_sharpness,
+    stability_margin,
+)
 
 
 def _quadratic(d, seed):

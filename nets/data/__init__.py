@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ImageData", "DataError", "load_data", "load_digits", "load_cifar", "make_synthetic",
+__all__ = ["CIFAR_SETS", "ImageData", "DataError", "load_data", "load_digits", "load_cifar", "make_synthetic",
            "write_fake_cifar", "resolve_data_dir", "subset", "read_cifar_uint8", "CIFAR_MEAN", "CIFAR_STD", "DATA_DIR_ENV"]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -38,8 +38,8 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 #: environment variable naming the data folder when ``--data-dir`` is not given
 DATA_DIR_ENV = "SIBN_DATA_DIR"
-#: the python versions of CIFAR-10/100: archive, its published MD5 (on ``CIFAR_URL``), layout
-_CIFAR = {
+#: the python versions of CIFAR-10/100: archive, its published MD5 (on ``CIFAR_URL``), layout, classes
+CIFAR_SETS = {
     "cifar10": dict(folder="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
                     md5="c58f30108f718f92721af3b95e74349a",
                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
@@ -60,13 +60,13 @@ def resolve_data_dir(data_dir=None) -> str | None:
 
 def cifar_files(name: str) -> list[str]:
     """The files of the extracted python version of ``name`` (train, test, meta)."""
-    spec = _CIFAR[name]
+    spec = CIFAR_SETS[name]
     return spec["train"] + spec["test"] + [spec["meta"]]
 
 
 def cifar_hint(name: str) -> str:
     """How to get ``name``: both ways, in one line (the tail of every CIFAR :class:`DataError`)."""
-    spec = _CIFAR[name]
+    spec = CIFAR_SETS[name]
     return (f"get it with `python -m nets.data download {name} DIR` (needs internet), or point "
             f"--data-dir or ${DATA_DIR_ENV} at a folder holding {spec['folder']}/ "
             f"({', '.join(cifar_files(name))}: the python version, {spec['archive']} from "
@@ -187,14 +187,14 @@ def read_cifar_uint8(name: str, data_dir=None):
     """``(x_train, y_train, x_test, y_test)`` of CIFAR-10/100 as stored: uint8 images
     N x 3 x 32 x 32 and int64 labels, from ``data_dir`` (the extracted folder or its parent, python
     format; or a ``.npz`` pack of :mod:`nets.data.pack`); ``None``: ``$SIBN_DATA_DIR``."""
-    spec = _CIFAR[name]
+    spec = CIFAR_SETS[name]
     hint = cifar_hint(name)
     data_dir = resolve_data_dir(data_dir)
     if data_dir is None:
         raise DataError(f"{name} needs --data-dir (or ${DATA_DIR_ENV}); {hint}")
     where = Path(data_dir)
     if where.suffix == ".npz" and where.is_file():
-        from .pack import read_pack
+        from nets.data.pack import read_pack
 
         return read_pack(where, name)
     folder = where if (where / spec["test"][0]).exists() else where / spec["folder"]
@@ -214,14 +214,14 @@ def load_cifar(name: str, data_dir=None, image_size: int = 32) -> ImageData:
     x_tr, y_tr, x_te, y_te = read_cifar_uint8(name, data_dir)
     x_tr = _resize(x_tr.float().div_(255), image_size)
     x_te = _resize(x_te.float().div_(255), image_size)
-    return ImageData(name, x_tr, y_tr, x_te, y_te, CIFAR_MEAN, CIFAR_STD, _CIFAR[name]["classes"])
+    return ImageData(name, x_tr, y_tr, x_te, y_te, CIFAR_MEAN, CIFAR_STD, CIFAR_SETS[name]["classes"])
 
 
 def write_fake_cifar(root, name: str = "cifar10", n_train: int = 100, n_test: int = 50,
                      seed: int = 0) -> Path:
     """Write a tiny random data set in the exact CIFAR python-pickle layout (for tests and for
     checking a command end-to-end without the real data). Returns the extracted folder."""
-    spec = _CIFAR[name]
+    spec = CIFAR_SETS[name]
     folder = Path(root) / spec["folder"]
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -267,7 +267,7 @@ def load_data(config) -> ImageData:
     size = config.image_size
     if config.dataset == "digits":
         data = load_digits(size or 16, seed=config.data_seed)
-    elif config.dataset in _CIFAR:
+    elif config.dataset in CIFAR_SETS:
         data = load_cifar(config.dataset, config.data_dir, size or 32)
     else:
         data = make_synthetic(size or 8, seed=config.data_seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simulate.io import CliParser, cli_fail
+from cli import CliParser, cli_fail
 
 PROG = "python -m nets.data"
 
@@ -29,21 +29,21 @@ def _count(s: str) -> int:
 
 
 def build_parser() -> CliParser:
-    from . import _CIFAR, DATA_DIR_ENV
-    from .pack import DEFAULT_MAX_MIB
+    from nets.data import CIFAR_SETS, DATA_DIR_ENV
+    from nets.data.pack import DEFAULT_MAX_MIB
 
     p = CliParser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{download,pack}", parser_class=CliParser)
     d = sub.add_parser("download", help="fetch, check (MD5) and extract CIFAR into DIR")
-    d.add_argument("name", choices=list(_CIFAR), help="data set")
+    d.add_argument("name", choices=list(CIFAR_SETS), help="data set")
     d.add_argument("dir", help="folder to extract into (it gets <folder>/, e.g. cifar-10-batches-py/)")
     d.add_argument("--url", default=None, help="archive URL (default: the official one; for a mirror)")
     d.add_argument("--md5", default=None, help="expected MD5 of the archive (default: the published one)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     k = sub.add_parser("pack", help="the first --train/--test images of a data folder as one .npz")
     k.add_argument("out", help="the .npz to write (put it in packs/, which git ignores)")
-    k.add_argument("--dataset", choices=list(_CIFAR), default="cifar10", help="default %(default)s")
+    k.add_argument("--dataset", choices=list(CIFAR_SETS), default="cifar10", help="default %(default)s")
     k.add_argument("--data-dir", default=None,
                    help=f"folder holding the extracted python version (default ${DATA_DIR_ENV})")
     k.add_argument("--train", type=_count, required=True, help="number of training images (the first N)")
@@ -54,12 +54,12 @@ def build_parser() -> CliParser:
 
 
 def main(argv=None) -> int:
-    from . import DataError
+    from nets.data import DataError
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "download":
-            from .download import download_cifar
+            from nets.data.download import download_cifar
 
             folder = download_cifar(args.name, args.dir, url=args.url, md5=args.md5,
                                     progress=False if args.quiet else None)
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         else:
             if not args.out.endswith(".npz"):
                 cli_fail(PROG, f"the pack must be a .npz file, got {args.out!r}")
-            from .pack import write_pack
+            from nets.data.pack import write_pack
 
             info = write_pack(args.dataset, args.data_dir, args.out, args.train, args.test, max_mib=args.max_mib)
             print(f"{info['path']}: {info['n_train']} train + {info['n_test']} test images of {info['dataset']}, "
@@ -82,6 +82,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     status = main()
-    from simulate.io import exit_process     # after main(): its Ctrl-C handling covers start-up
+    from cli import exit_process  # after main(): its Ctrl-C handling covers start-up
 
     exit_process(status)

@@ -20,9 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from simulate.io import Progress
-
-from . import _CIFAR, DataError, cifar_files
+from cli import Progress
+from nets.data import CIFAR_SETS, DataError, cifar_files
 
 __all__ = ["download_cifar", "archive_url", "DOWNLOAD_ROOT"]
 
@@ -32,7 +31,7 @@ _CHUNK = 1 << 20
 
 def archive_url(name: str) -> str:
     """The official URL of the python-version archive of ``name``."""
-    return DOWNLOAD_ROOT + _CIFAR[name]["archive"]
+    return DOWNLOAD_ROOT + CIFAR_SETS[name]["archive"]
 
 
 def _fetch(url: str, dest: Path, progress: bool | None, timeout: float) -> str:
@@ -93,9 +92,9 @@ def download_cifar(name: str, root, *, url: str | None = None, md5: str | None =
     A complete ``root/<folder>/`` already there is returned as is (nothing fetched). Raises
     :class:`DataError` with a one-line message on any failure, leaving ``root`` as it was.
     """
-    if name not in _CIFAR:
-        raise DataError(f"unknown data set {name!r}; choose from {', '.join(_CIFAR)}")
-    spec = _CIFAR[name]
+    if name not in CIFAR_SETS:
+        raise DataError(f"unknown data set {name!r}; choose from {', '.join(CIFAR_SETS)}")
+    spec = CIFAR_SETS[name]
     root = Path(root)
     target = root / spec["folder"]
     if target.exists():

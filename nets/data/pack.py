@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simulate.io import atomic_write
-
-from . import _CIFAR, DataError, read_cifar_uint8
+from cli import atomic_write
+from nets.data import CIFAR_SETS, DataError, read_cifar_uint8
 
 __all__ = ["write_pack", "read_pack", "FORMAT_VERSION", "DEFAULT_MAX_MIB", "IMAGE_BYTES"]
 
@@ -56,7 +55,7 @@ def write_pack(name: str, data_dir, out, n_train: int, n_test: int, *,
                             f"limit; pack fewer images")
 
     path = atomic_write(Path(out), write)
-    counts = np.bincount(arrays["y_train"], minlength=_CIFAR[name]["classes"])
+    counts = np.bincount(arrays["y_train"], minlength=CIFAR_SETS[name]["classes"])
     return {"path": str(path), "dataset": name, "n_train": n_train, "n_test": n_test,
             "bytes": path.stat().st_size, "train_per_class": counts.tolist()}
 
@@ -80,8 +79,8 @@ def read_pack(path, name: str):
     for part in ("train", "test"):
         x, y = got[f"x_{part}"], got[f"y_{part}"]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32) or len(y) != len(x) or (
-                len(y) and int(y.max()) >= _CIFAR[name]["classes"]):
+                len(y) and int(y.max()) >= CIFAR_SETS[name]["classes"]):
             raise DataError(f"{path}: x_{part}/y_{part} must be uint8 N x 3 x 32 x 32 images and N labels "
-                            f"below {_CIFAR[name]['classes']}; write the pack again")
+                            f"below {CIFAR_SETS[name]['classes']}; write the pack again")
         out += [torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))]
     return tuple(out)

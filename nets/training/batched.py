@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .trainer import Trainer, TrainingDiverged
+from nets.training.trainer import Trainer, TrainingDiverged
 
 __all__ = ["GroupedLinear", "group_models", "BatchedTrainer", "SHARED_FIELDS", "check_batchable"]
 
@@ -206,7 +206,7 @@ class BatchedTrainer:
 
     Attributes: ``trainers`` (all), ``active`` (being trained), ``grouped`` (the network of the
     active ones), ``stop_requested`` (set it, e.g. from a signal handler, to stop the caller's
-    loop; checked by :func:`nets.batched_run.run_batched`).
+    loop; checked by :func:`nets.training.batched_run.run_batched`).
     """
 
     def __init__(self, trainers: list[Trainer]):

@@ -10,22 +10,53 @@ caller that measures (our :class:`nets.Trainer` goes through it).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.dynamics import angular_update, effective_grad_norm, effective_lr
-
-from .sharpness import SHARPNESS_COLUMNS, buffers_kept
+from nets.monitor.sharpness import SHARPNESS_COLUMNS, SharpnessRecord, buffers_kept
+from theory.dynamics import angular_update, effective_grad_norm
 
 __all__ = ["TrainingDiverged", "SIWatch", "evaluate", "full_pass_train_loss", "Recorder", "StepProbe",
-           "segment_angles", "STEP_COLUMNS", "EVAL_COLUMNS", "LAYER_SERIES"]
+           "segment_angles", "StepRecord", "EvalRecord", "STEP_COLUMNS", "EVAL_COLUMNS", "LAYER_SERIES"]
 
-STEP_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_acc", "si_norm", "si_norm_equiv",
-                "grad_norm", "eff_lr", "eff_grad_norm", "angular_update")
-EVAL_COLUMNS = ("iteration", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "si_norm",
-                "train_loss_full", "train_acc_full")
+
+
+class StepRecord(NamedTuple):
+    """One recorded optimizer step (a row of ``metrics.csv``; SI group totals, before the step)."""
+
+    iteration: int
+    epoch: int
+    lr: float
+    train_loss: float            # mini-batch loss (NaN when the loop gave none)
+    train_acc: float
+    si_norm: float               # rho = ||x|| before the step
+    si_norm_equiv: float         # rho of the equivalent WD run (exponential LR), else rho
+    grad_norm: float             # ||grad_x L||
+    eff_lr: float                # the optimizer's effective LR (nets.monitor.theory.effective_lr)
+    eff_grad_norm: float         # rho ||grad_x L||
+    angular_update: float        # angle between x before and after the step (radians)
+
+
+class EvalRecord(NamedTuple):
+    """One evaluation (a row of ``evals.csv``)."""
+
+    iteration: int
+    epoch: int
+    train_loss: float            # mean of the mini-batch losses since the last evaluation
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    si_norm: float
+    train_loss_full: float       # the paper's train loss: a full pass at fixed weights (else NaN)
+    train_acc_full: float
+
+
+STEP_COLUMNS = StepRecord._fields
+EVAL_COLUMNS = EvalRecord._fields
 # per-SI-tensor series of a recorded step (matrices n_records x n_tensors): norm before the step,
 # gradient norm, angle between the tensor before and after the step
 LAYER_SERIES = ("layer_norms", "layer_grad_norms", "layer_angular_updates")
@@ -149,7 +180,7 @@ def full_pass_train_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sca
     the consecutive batches of ``batch_size`` (the training batch size; the last partial batch
     included; a remainder of one image is spread by using batches of ``batch_size + 1``), as SGD
     sees it. BN running statistics and the model's mode are left as they were
-    (:func:`nets.sharpness.buffers_kept`). Returns ``[loss, acc]`` on the device.
+    (:func:`nets.monitor.sharpness.buffers_kept`). Returns ``[loss, acc]`` on the device.
     """
     if x.shape[0] % batch_size == 1:
         batch_size += 1     # no batch of one image: train-mode BN cannot normalise it
@@ -182,13 +213,11 @@ class Recorder:
         self.n_layers = n_layers
 
     def add_step(self, *, iteration: int, epoch: int, lr: float, loss_acc: torch.Tensor,
-                 probe: StepProbe, after: torch.Tensor, norm_scale: float = 1.0,
-                 effective_lr_fn=None) -> list[float]:
+                 probe: StepProbe, after: torch.Tensor, eff_lr_at, norm_scale: float = 1.0) -> StepRecord:
         """Record one step; ``after`` are the flat SI weights after it. One host sync.
 
-        ``effective_lr_fn(lr, rho)``: the effective LR of the optimizer (default SGD's
-        :math:`\\eta/\\rho^2`, :func:`theory.dynamics.effective_lr`; :mod:`nets.monitor_theory`
-        has the Adam-type one)."""
+        ``eff_lr_at(rho)``: the optimizer's effective LR at norm ``rho``
+        (:func:`nets.monitor.theory.effective_lr`, the one place that chooses the formula)."""
         rho_t = torch.linalg.vector_norm(probe.layer_norms)
         angle = angular_update(probe.before, after) if after.numel() else rho_t * 0
         sizes = getattr(probe, "sizes", [])
@@ -205,24 +234,24 @@ class Recorder:
         if not rho > 0:
             eff_lr = float("nan")
         else:
-            eff_lr = float(effective_lr(lr, rho) if effective_lr_fn is None else effective_lr_fn(lr, rho))
-        row = [iteration, epoch, lr, loss, acc, rho, rho * norm_scale, gnorm, eff_lr,
-               float(effective_grad_norm(gnorm, rho)), ang]
-        self.steps.append(row)
+            eff_lr = float(eff_lr_at(rho))
+        row = StepRecord(iteration, epoch, lr, loss, acc, rho, rho * norm_scale, gnorm, eff_lr,
+                         float(effective_grad_norm(gnorm, rho)), ang)
+        self.steps.append(list(row))          # lists: checkpoints load with torch's weights_only reader
         self.layer_norms.append(layers)
         return row
 
     def add_eval(self, *, iteration: int, epoch: int, train: tuple[float, float],
-                 test_and_norm: torch.Tensor) -> list[float]:
+                 test_and_norm: torch.Tensor) -> EvalRecord:
         """Record one evaluation; ``test_and_norm`` = tensor [test_loss, test_acc, si_norm] or
         [test_loss, test_acc, si_norm, train_loss_full, train_acc_full]."""
         vals = test_and_norm.tolist() + [float("nan")] * 2
-        row = [iteration, epoch, train[0], train[1], *vals[:5]]
-        self.evals.append(row)
+        row = EvalRecord(iteration, epoch, train[0], train[1], *vals[:5])
+        self.evals.append(list(row))
         return row
 
-    def add_sharpness(self, row: list[float]) -> list[float]:
-        """Record one row of :data:`nets.sharpness.SHARPNESS_COLUMNS`."""
+    def add_sharpness(self, row: SharpnessRecord) -> SharpnessRecord:
+        """Record one row of :data:`nets.monitor.sharpness.SHARPNESS_COLUMNS`."""
         self.sharpness.append(list(row))
         return row
 
@@ -242,6 +271,10 @@ class Recorder:
                 rows = [[float("nan")] * self.n_layers] * (len(self.steps) - len(rows)) + rows
             out[name] = np.asarray(rows, dtype=float).reshape(-1, self.n_layers)
         return out
+
+    def step_records(self):
+        """The recorded steps as :class:`StepRecord` s (an iterator)."""
+        return (StepRecord(*r) for r in self.steps)
 
     def sharpness_table(self) -> dict | None:
         """The sharpness measurements as a dict of 1-D arrays (None if there are none)."""

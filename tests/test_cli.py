@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from simulate.io import CliParser, Progress, atomic_write, write_csv, write_json, write_npz
+from cli import CliParser, Progress, atomic_write, write_csv, write_json, write_npz
 
 
 def test_writers_round_trip_and_leave_no_temporaries(tmp_path):
@@ -78,7 +78,7 @@ def test_cli_parser_reads_negative_numbers_as_values(value, expected):
 
 
 def test_writable_dir_creates_or_fails_in_one_line(tmp_path, capsys):
-    from simulate.io import writable_dir
+    from cli import writable_dir
     assert writable_dir("prog", tmp_path / "a" / "b").is_dir()
     assert list((tmp_path / "a" / "b").iterdir()) == []        # the probe file is gone
     (tmp_path / "f").write_text("x")
@@ -87,3 +87,61 @@ def test_writable_dir_creates_or_fails_in_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("prog: error: cannot write to the output folder")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_in_a_log_prints_plain_lines_and_a_live_bar_on_a_terminal():
+    log = io.StringIO()
+    with Progress(100, desc="train", stream=log, line_interval=0) as bar:
+        for _ in range(100):
+            bar.update(1, postfix="loss 0.5")
+    text = log.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and len(lines) >= 2 and len(set(lines)) == len(lines)   # one line per report
+    assert lines[-1].startswith("train: 100%") and "100/100" in lines[-1] and "loss 0.5" in lines[-1]
+    assert bar.n == 100
+    quiet_log = io.StringIO()
+    with Progress(100, desc="train", stream=quiet_log) as bar:     # default: a line every 30 s, and at the end
+        for _ in range(100):
+            bar.update(1)
+    assert len(quiet_log.getvalue().splitlines()) <= 2
+    tty = _Terminal()
+    with Progress(10, desc="train", stream=tty, min_interval=0) as bar:
+        for _ in range(10):
+            bar.update(1)
+    assert "\r" in tty.getvalue() and "10/10" in tty.getvalue()
+
+
+def test_given_options_and_option_flags_name_what_the_user_typed():
+    from cli import given_options
+
+    p = CliParser(prog="prog")
+    p.add_argument("--n", type=int, default=3)
+    p.add_argument("--keep-last", dest="drop_last", action="store_false")
+    p.add_argument("--name", default="x")
+    assert given_options(p, []) == []
+    assert given_options(p, ["--n", "3", "--keep-last"]) == ["drop_last", "n"]     # given, even at the default
+    assert p.option_flags() == {"help": "-h", "n": "--n", "drop_last": "--keep-last", "name": "--name"}
+    assert p.parse_args([]).n == 3                                                 # the parser is unchanged
+
+
+def test_stop_on_signals_asks_to_stop_then_aborts_on_a_second_ctrl_c():
+    import signal
+
+    from cli import stop_on_signals
+
+    class Loop:
+        stop_requested = False
+
+    loop = Loop()
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals(loop):
+        signal.raise_signal(signal.SIGTERM)
+        assert loop.stop_requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before

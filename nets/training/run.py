@@ -4,19 +4,19 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 
 * ``config.json``  -- the full :class:`TrainConfig`, derived sizes, the SI groups found by
   testing, data summary, device and versions;
-* ``metrics.csv``  -- one row every ``record_every`` iterations (:data:`nets.metrics.STEP_COLUMNS`,
+* ``metrics.csv``  -- one row every ``record_every`` iterations (:data:`nets.monitor.metrics.STEP_COLUMNS`,
   the theory's equilibrium values ``eq_si_norm``, ``eq_eff_lr``, ``eq_angular_update``, and per SI
   tensor ``norm:<name>``, ``grad_norm:<name>``, ``angular_update:<name>``);
 * ``evals.csv``    -- one row per evaluation (per epoch by default): train means, test loss/acc;
 * ``metrics.npz``  -- both tables and the per-layer norm matrix;
-* ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`nets.report`),
+* ``periods.json`` -- destabilisations, measured vs predicted period lengths (:mod:`analysis.report`),
   where the network died if it did (``summary.collapse``), and, with sharpness measurements,
   eta*lambda_max before each destabilisation vs 2(1+mu) and the forecast of each next
-  destabilisation from the critical norm (``summary.forecast``, :mod:`nets.forecast`); the
+  destabilisation from the critical norm (``summary.forecast``, :mod:`analysis.forecast`); the
   speed (``elapsed_s``, ``iters_per_s``, ``images_per_s``, ``device``); the regime and the
   per-tensor table of :class:`nets.SIMonitor` (``regime``, ``layers``, ``total``);
 * ``layers.csv``   -- that table: per SI tensor and in total, measured vs equilibrium values;
-* ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.sharpness.SHARPNESS_COLUMNS`;
+* ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.monitor.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
 * ``equilibrium.png`` -- norm, effective LR and angular update against their equilibrium values;
 * ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
@@ -24,10 +24,7 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,18 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simulate.io import Progress, take_interrupt, write_csv, write_json, write_npz
-
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from .config import DEFAULT_NOTES, TrainConfig
-from .data import load_data
-from .forecast import forecast_destabilisations
-from .report import analyse_run, stability_at_destabilisations
-from .si import SIGroups
-from .trainer import Trainer, TrainingDiverged, resolve_device
+from analysis.forecast import forecast_destabilisations
+from analysis.report import analyse_run, stability_at_destabilisations
+from cli import Progress, stop_on_signals, write_csv, write_json, write_npz
+from nets.config import TrainConfig
+from nets.data import load_data
+from nets.monitor.si import SIGroups
+from nets.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from nets.training.trainer import Trainer, TrainingDiverged, resolve_device
 
 __all__ = ["RunResult", "RunAborted", "run_training", "resume_training", "resume_config", "finish_run",
-           "new_run_dir", "set_threads"]
+           "new_run_dir", "set_threads", "describe_run"]
 
 
 @dataclass
@@ -68,7 +64,7 @@ class RunResult:
     device: str
     diverged: str | None = None
     sharpness: dict | None = None
-    layers: dict | None = None      # per-SI-tensor series (nets.metrics.LAYER_SERIES)
+    layers: dict | None = None      # per-SI-tensor series (nets.monitor.metrics.LAYER_SERIES)
     monitor: dict | None = None     # SIMonitor.summary(): regime, per-tensor table, equilibrium series
     resumed_from: int = 0
     """Iterations the run had done before this call (``elapsed_s``, ``iters_per_s`` time this call only)."""
@@ -105,42 +101,19 @@ def new_run_dir(config: TrainConfig) -> Path:
     return path
 
 
-@contextmanager
-def _stop_on_signals(trainer: Trainer):
-    """SIGINT/SIGTERM ask the trainer to stop after the current step (a 2nd Ctrl-C aborts)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if trainer.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    if take_interrupt():       # a Ctrl-C before this point that CPython swallowed (simulate.io)
-        trainer.stop_requested = True
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _describe(config: TrainConfig, trainer: Trainer, device: torch.device, threads: int) -> dict:
+def describe_run(config: TrainConfig, trainer: Trainer, device: torch.device, threads: int) -> dict:
     return {"config": config.to_dict(),
             "derived": {"total_iters": trainer.total_iters, "batches_per_epoch": trainer.batches_per_epoch,
                         "eval_every": trainer.eval_every, "wd_si": config.wd_si, "wd_other": config.wd_other,
                         "initial_si_norm": trainer.initial_si_norm,
                         "si_numel": int(sum(p.numel() for p in trainer.watch.params))},
             "si_groups": trainer.groups.to_dict(), "data": trainer.data.summary(),
-            "device": str(device), "threads": threads, "torch": torch.__version__,
-            "notes": DEFAULT_NOTES}
+            "device": str(device), "threads": threads, "torch": torch.__version__}
 
 
 def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
-    from .monitor_report import layer_columns
-    from .plots import plot_monitor, plot_run
+    from nets.monitor.report import layer_columns
+    from nets.plots import plot_monitor, plot_run
 
     mon = result.monitor or {}
     series = mon.get("series", {})
@@ -193,7 +166,7 @@ def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, writ
     RunResult
         ``completed`` is False when the run was stopped early (signal or ``stop_after``); it can be
         continued with :func:`resume_training`. A diverged run (NaN loss) writes what it recorded
-        and raises :class:`nets.trainer.TrainingDiverged`. A ``KeyboardInterrupt`` outside the
+        and raises :class:`nets.training.trainer.TrainingDiverged`. A ``KeyboardInterrupt`` outside the
         training loop (while loading the data, or a second Ctrl-C) becomes :class:`RunAborted`.
     """
     config.validate()
@@ -222,7 +195,7 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     if write:
         run_dir = Path(run_dir)            # run_training made a new one when none was given
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", _describe(config, trainer, device, threads))
+        write_json(run_dir / "config.json", describe_run(config, trainer, device, threads))
     else:
         run_dir = None
 
@@ -237,11 +210,11 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     last = [start_it]
 
     def on_record(row):
-        bar.update(trainer.iteration - last[0], postfix=f"loss {row[3]:.3g} rho {row[6]:.3g}")
+        bar.update(trainer.iteration - last[0], postfix=f"loss {row.train_loss:.3g} rho {row.si_norm_equiv:.3g}")
         last[0] = trainer.iteration
 
     diverged = None
-    with bar, _stop_on_signals(trainer):
+    with bar, stop_on_signals(trainer):
         try:
             completed = trainer.run(until, on_record=on_record, on_checkpoint=checkpoint)
         except TrainingDiverged as exc:
@@ -264,18 +237,23 @@ def finish_run(trainer: Trainer, device: torch.device, run_dir: Path | None, *, 
     """Analyse what ``trainer`` recorded (periods, stability) and write the run's result files
     into ``run_dir`` (None: write nothing); the checkpoint is the caller's. ``elapsed_s`` timed
     the ``iterations_done`` of this call, which started at iteration ``resumed_from``. Shared by
-    :func:`run_training` and :func:`nets.batched_run.run_batched`."""
+    :func:`run_training` and :func:`nets.training.batched_run.run_batched`."""
     config = trainer.config
     steps, layer_norms, evals = trainer.recorder.arrays()
     sharpness = trainer.recorder.sharpness_table()
+    # one analysis of the run: the monitor's, of the periods with this config (SIMonitor run_info)
     monitor = trainer.monitor.summary() if len(steps["iteration"]) else None
-    if diverged is None:
-        periods, summary = analyse_run(steps, config)
-    else:
+    report = monitor.pop("period_report") if monitor is not None else None
+    if diverged is not None:
         periods, summary = None, {"n_periods": 0, "event_iterations": [], "note": str(diverged)}
+    elif monitor is not None:
+        periods, summary = report, monitor["periods"]
+    else:
+        periods, summary = analyse_run(steps, config)
     if sharpness is not None:
-        summary["stability"] = stability_at_destabilisations(sharpness, summary["event_iterations"],
-                                                             config.momentum)
+        if "stability" not in summary:
+            summary["stability"] = stability_at_destabilisations(sharpness, summary["event_iterations"],
+                                                                 config.momentum)
         if summary.get("wd_mode") == "wd" and config.wd_si > 0:
             summary["forecast"] = forecast_destabilisations(steps, sharpness, summary["event_iterations"],
                                                             config.lr, config.wd_si, config.momentum)

@@ -57,10 +57,9 @@ class ResNet18(nn.Module):
 def run_demo(data_dir, *, out="runs/monitor-demo", subset: int = 2560, epochs: int = 4, width: int = 16,
              batch_size: int = 128, lr: float = 0.1, log_every: int = 10, seed: int = 0, quiet: bool = False) -> dict:
     """Train the ResNet-18 on the first ``subset`` CIFAR-10 training images; return the summary."""
-    from simulate.io import Progress
-
-    from .data import load_cifar
-    from .monitor import SIMonitor
+    from cli import Progress
+    from nets.data import load_cifar
+    from nets.monitor import SIMonitor
 
     data = load_cifar("cifar10", data_dir)
     torch.manual_seed(seed)
@@ -97,9 +96,8 @@ PROG = "python -m nets.monitor"
 
 
 def build_parser():
-    import argparse
 
-    from simulate.io import CliParser
+    from cli import CliParser
 
     p = CliParser(prog=PROG, description=(
         "SIMonitor from the command line. --demo trains a practical CIFAR ResNet-18 with a textbook loop "
@@ -132,7 +130,7 @@ def load_run(run_dir) -> dict:
 
     import numpy as np
 
-    from .monitor_report import EQ_COLUMNS
+    from nets.monitor.report import EQ_COLUMNS
 
     d = Path(run_dir)
     for f in ("periods.json", "metrics.npz"):
@@ -154,10 +152,9 @@ def load_run(run_dir) -> dict:
 def main(argv=None) -> int:
     import os
 
-    from simulate.io import cli_fail
-
-    from .data import DataError
-    from .monitor_regime import format_table
+    from cli import cli_fail
+    from nets.data import DataError
+    from nets.monitor.state import format_table
 
     args = build_parser().parse_args(argv)
     if args.demo == bool(args.run_dirs):
@@ -172,7 +169,7 @@ def main(argv=None) -> int:
             s = runs[-1]["periods"]
             print(f"{d} ({runs[-1]['label']}):\n{format_table(s['layers'] + [s['total']], s['regime'])}")
         if args.figure:
-            from .plots import plot_compare
+            from nets.plots import plot_compare
             print(f"wrote {plot_compare(args.figure, runs)}")
         return 0
     for name in ("subset", "epochs", "width", "batch_size", "log_every"):

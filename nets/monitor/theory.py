@@ -24,8 +24,13 @@ from dataclasses import asdict, dataclass
 import torch
 
 from theory.dynamics import effective_lr as sgd_effective_lr
-from theory.rotational import (adamw_equilibrium_angular_update, adamw_equilibrium_norm, adaptive_effective_lr,
-                               sgd_equilibrium_angular_update, sgd_equilibrium_norm)
+from theory.rotational import (
+    adamw_equilibrium_angular_update,
+    adamw_equilibrium_norm,
+    adaptive_effective_lr,
+    sgd_equilibrium_angular_update,
+    sgd_equilibrium_norm,
+)
 
 __all__ = ["Hyper", "read_hyper", "effective_lr", "equilibrium", "ADAPTIVE"]
 

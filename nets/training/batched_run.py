@@ -1,12 +1,12 @@
 """Python API of a batched sweep: K runs trained as one network, written as K ordinary runs.
 
 :func:`run_batched` is :func:`nets.run_training` for K configurations that share the
-architecture and the data (:data:`nets.batched.SHARED_FIELDS`): one process loads the data
-once, builds the K trainers, trains them as one grouped network (:class:`nets.batched.
+architecture and the data (:data:`nets.training.batched.SHARED_FIELDS`): one process loads the data
+once, builds the K trainers, trains them as one grouped network (:class:`nets.training.batched.
 BatchedTrainer`) and writes K run directories with exactly the files of a single run --
 ``config.json``, ``metrics.csv/npz``, ``evals.csv``, ``periods.json``, ``plot.png``,
 ``checkpoint.pt`` (each resumable alone with ``python -m nets.train --resume``) -- by the same
-writers (:func:`nets.run.finish_run`). Runs of different lengths are fine: a finished run leaves
+writers (:func:`nets.training.run.finish_run`). Runs of different lengths are fine: a finished run leaves
 the group and the rest go on. Ctrl-C / SIGTERM stop every run after the current step with a
 checkpoint; :func:`run_batched_in_dirs` continues them (``python -m nets.sweep --batched``).
 """
@@ -17,13 +17,12 @@ from pathlib import Path
 
 import torch
 
-from simulate.io import Progress, write_json
-
-from .batched import BatchedTrainer, check_batchable
-from .checkpoint import CHECKPOINT_NAME, save_checkpoint
-from .data import load_data
-from .run import RunResult, _describe, _stop_on_signals, finish_run, new_run_dir, resume_config, set_threads
-from .trainer import Trainer, resolve_device
+from cli import Progress, stop_on_signals, write_json
+from nets.data import load_data
+from nets.training.batched import BatchedTrainer, check_batchable
+from nets.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from nets.training.run import RunResult, describe_run, finish_run, new_run_dir, resume_config, set_threads
+from nets.training.trainer import Trainer, resolve_device
 
 __all__ = ["run_batched", "run_batched_in_dirs"]
 
@@ -49,7 +48,7 @@ def run_batched(configs, run_dirs=None, *, write: bool = True, stop_after: int |
     Parameters
     ----------
     configs : list of TrainConfig
-        Sharing :data:`nets.batched.SHARED_FIELDS`; anything else may differ.
+        Sharing :data:`nets.training.batched.SHARED_FIELDS`; anything else may differ.
     run_dirs : list of paths, optional
         One directory per config (default: new directories under each ``config.out``).
     write : bool
@@ -90,7 +89,7 @@ def _run(configs, device, threads, run_dirs, write, stop_after, states) -> list[
         dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [new_run_dir(c) for c in configs]
         for d, c, tr in zip(dirs, configs, trainers):
             d.mkdir(parents=True, exist_ok=True)
-            write_json(d / "config.json", _describe(c, tr, device, threads))
+            write_json(d / "config.json", describe_run(c, tr, device, threads))
     limit = [tr.total_iters if stop_after is None else min(stop_after, tr.total_iters) for tr in trainers]
     start = [tr.iteration for tr in trainers]
     results: dict[int, RunResult] = {}
@@ -127,7 +126,7 @@ def _train(batched: BatchedTrainer, trainers, limit, finish, checkpoint) -> None
     c0 = trainers[0].config
     bar = Progress(steps, desc=f"{len(batched.active)} x {c0.model}/{c0.dataset}",
                    enabled=False if all(t.config.quiet for t in trainers) else None)
-    with bar, _stop_on_signals(batched):
+    with bar, stop_on_signals(batched):
         while batched.active and not batched.stop_requested:
             active = list(batched.active)
             outcome = batched.step()

@@ -1,13 +1,13 @@
 r"""A forecast of the next destabilisation from what is known before it (no future data).
 
-:mod:`nets.report` predicts a period's length from the norm ratio measured over that same
+:mod:`analysis.report` predicts a period's length from the norm ratio measured over that same
 period, so its agreement is partly by construction. The theory (Lobacheva et al., NeurIPS 2021,
 Sec. 4; :mod:`theory.stability`) also says *when* a period ends: GD on the SI weights becomes
 unstable once the norm has decayed to the critical norm
 
 .. math:: \rho_c = \sqrt{\eta h / (2(1+\mu))},
 
-:math:`h` the sharpness on the unit sphere (:mod:`nets.sharpness`), and between jumps the norm
+:math:`h` the sharpness on the unit sphere (:mod:`nets.monitor.sharpness`), and between jumps the norm
 decays as :math:`\rho_{t+s} = \alpha^s\rho_t` (:math:`\alpha = 1-\eta\lambda` without momentum).
 
 Forecast issued at a sharpness measurement (iteration :math:`t_m`, norm :math:`\rho_m`, sphere
@@ -91,9 +91,9 @@ def forecast_destabilisations(steps: dict, sharpness: dict, event_iterations, et
     steps : dict of arrays
         The run's step table (``iteration``, ``si_norm_equiv``) for the top of each jump.
     sharpness : dict of arrays
-        :data:`nets.sharpness.SHARPNESS_COLUMNS` of the run.
+        :data:`nets.monitor.sharpness.SHARPNESS_COLUMNS` of the run.
     event_iterations : sequence of int
-        Detected destabilisation onsets (:func:`nets.report.analyse_periods`).
+        Detected destabilisation onsets (:func:`analysis.report.analyse_periods`).
     eta, lam, momentum : float
         The run's LR, WD on the SI group and momentum.
 

@@ -25,18 +25,33 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.linalg import eigh_tridiagonal
 import torch.nn.functional as F
+from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
 __all__ = ["LanczosResult", "lanczos_top_eigenvalue", "SharpnessProbe", "fixed_batches",
-           "SHARPNESS_COLUMNS", "buffers_kept"]
+           "SHARPNESS_COLUMNS", "SharpnessRecord", "buffers_kept"]
 
-SHARPNESS_COLUMNS = ("iteration", "lr", "si_norm", "top_eigenvalue", "sphere_sharpness",
-                     "eff_lr_sharpness", "lanczos_residual", "lanczos_iterations")
+
+
+class SharpnessRecord(NamedTuple):
+    """One sharpness measurement (a row of ``sharpness.csv``)."""
+
+    iteration: int
+    lr: float
+    si_norm: float
+    top_eigenvalue: float        # h of the Hessian in the SI weights (Lanczos)
+    sphere_sharpness: float      # rho^2 h: the same on the unit sphere
+    eff_lr_sharpness: float      # eta h = eta_eff * rho^2 h, vs the threshold 2(1 + mu)
+    lanczos_residual: float
+    lanczos_iterations: int
+
+
+SHARPNESS_COLUMNS = SharpnessRecord._fields
 
 
 @contextmanager
@@ -120,7 +135,7 @@ class SharpnessProbe:
     model : nn.Module
         The network (its train/eval mode is restored after each measurement).
     params : list of tensors
-        The SI group :math:`x` (e.g. :attr:`nets.metrics.SIWatch.params`).
+        The SI group :math:`x` (e.g. :attr:`nets.monitor.metrics.SIWatch.params`).
     batches : list of (x, y) tensor pairs
         Fixed, already normalised training batches; :math:`L` is their mean cross-entropy in
         train-mode BN.
@@ -170,11 +185,11 @@ class SharpnessProbe:
             result = lanczos_top_eigenvalue(matvec, v0, max_iter=self.max_iter, rtol=self.rtol)
             return result, float(rho)
 
-    def measure(self, iteration: int, lr: float) -> list[float]:
-        """One row of :data:`SHARPNESS_COLUMNS` at the current weights, for LR ``lr``."""
+    def measure(self, iteration: int, lr: float) -> SharpnessRecord:
+        """One :class:`SharpnessRecord` at the current weights, for LR ``lr``."""
         res, rho = self.top_eigenvalue(iteration)
-        return [int(iteration), float(lr), rho, res.value, res.value * rho ** 2, lr * res.value,
-                res.residual, res.iterations]
+        return SharpnessRecord(int(iteration), float(lr), rho, res.value, res.value * rho ** 2, lr * res.value,
+                               res.residual, res.iterations)
 
 
 def fixed_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, n_batches: int, scale, shift):

@@ -21,15 +21,15 @@ import math
 import torch
 import torch.nn.functional as F
 
+from nets.config import TrainConfig
+from nets.data import ImageData
+from nets.data.augment import EpochSampler
+from nets.models import build_model
+from nets.monitor import SIMonitor
+from nets.monitor.metrics import TrainingDiverged, evaluate, full_pass_train_loss
+from nets.monitor.sharpness import fixed_batches
+from nets.monitor.si import SIGroups, find_si_groups
 from theory.equivalences import texp_schedule
-
-from .augment import EpochSampler
-from .config import TrainConfig
-from .data import ImageData
-from .metrics import TrainingDiverged, evaluate, full_pass_train_loss
-from .models import build_model
-from .sharpness import fixed_batches
-from .si import SIGroups, find_si_groups
 
 __all__ = ["Trainer", "resolve_device", "TrainingDiverged"]
 
@@ -47,7 +47,7 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """Train ``config.model`` on ``data`` (see module docstring).
 
-    Attributes of interest: ``model``, ``groups`` (:class:`nets.si.SIGroups`), ``recorder``,
+    Attributes of interest: ``model``, ``groups`` (:class:`nets.monitor.si.SIGroups`), ``recorder``,
     ``iteration`` (steps done), ``total_iters``, ``batches_per_epoch``, ``stop_requested``
     (set it, e.g. from a signal handler, to stop cleanly after the current step).
     """
@@ -89,6 +89,7 @@ class Trainer:
             self.watch.rescale_(init_norm, per_layer=c.fixed_elr_per_layer)
         self.initial_si_norm = float(self.watch.norm())
         self.texp = self._make_texp()
+        self.scheduler = None              # TEXP's LambdaLR, made at the first step (_schedule_from)
         self.iteration = 0
         self.stop_requested = False
         self._reset_window()
@@ -108,8 +109,6 @@ class Trainer:
     def _make_monitor(self):
         """The measurements: :class:`nets.SIMonitor` on our optimizer, recording every
         ``record_every`` steps and the last one, with the sharpness probe if asked for."""
-        from .monitor import SIMonitor     # imported here: nets.monitor is also a ``python -m`` entry point
-
         c = self.config
         batches = None
         if c.sharpness_every:
@@ -121,7 +120,7 @@ class Trainer:
                          sharpness_every=c.sharpness_every if self.groups.si else 0, sharpness_batches=batches,
                          sharpness_from=c.sharpness_from, sharpness_iters=c.sharpness_iters,
                          sharpness_seed=c.seed + 2_000_033,
-                         detect_every=0, verbose=False)
+                         detect_every=0, run_info=c, verbose=False)
 
     def _make_texp(self):
         c = self.config
@@ -138,11 +137,25 @@ class Trainer:
                 self.optimizer.state[p]["momentum_buffer"] = float(v0) * p.detach().clone()
         return sched
 
+    def lr_factor(self, t: int) -> float:
+        """Factor of the SI group's LR at step ``t``: 1, or TEXP's alpha^(-2t-1)."""
+        return 1.0 if self.texp is None else self.texp.alpha ** (-2 * t - 1)
+
     def lr_at(self, t: int) -> float:
         """LR of the SI group at step ``t`` (constant, or TEXP's eta * alpha^(-2t-1))."""
-        if self.texp is None:
-            return self.config.lr
-        return self.config.lr * self.texp.alpha ** (-2 * t - 1)
+        return self.config.lr * self.lr_factor(t)
+
+    def _schedule_from(self, t: int):
+        """TEXP as ``torch.optim.lr_scheduler.LambdaLR`` (group 0, the SI group, gets
+        :meth:`lr_factor`; the others keep their LR), positioned at step ``t``. It sets
+        eta * alpha^(-2t-1), the same float operations as :meth:`lr_at`: bit-identical LRs. Made at
+        the first step of a run or of a resume (old checkpoints hold no scheduler state)."""
+        groups = self.optimizer.param_groups
+        groups[0].setdefault("initial_lr", self.config.lr)
+        for g in groups[1:]:
+            g.setdefault("initial_lr", g["lr"])
+        factors = [self.lr_factor] + [lambda t: 1.0] * (len(groups) - 1)
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factors, last_epoch=t - 1)
 
     def norm_scale_at(self, t: int) -> float:
         """Factor from the recorded SI norm to the equivalent WD run's norm (alpha^t under TEXP)."""
@@ -170,13 +183,13 @@ class Trainer:
             correct = (out.argmax(1) == yb).sum()
         return self.finish_step(t, loss.detach(), correct, yb.shape[0])
 
-    # A step is begin_step -> (batch, forward, gradient into .grad) -> finish_step. nets.batched
+    # A step is begin_step -> (batch, forward, gradient into .grad) -> finish_step. nets.training.batched
     # trains K trainers' models as one network between the two halves of every trainer's step.
     def begin_step(self) -> int:
         """Open step ``t = iteration`` (set its LR under TEXP); returns ``t``."""
         t = self.iteration
-        if self.texp is not None:
-            self.optimizer.param_groups[0]["lr"] = self.lr_at(t)
+        if self.texp is not None and self.scheduler is None:
+            self.scheduler = self._schedule_from(t)
         return t
 
     def finish_step(self, t: int, loss: torch.Tensor, correct: torch.Tensor, n: int) -> list[float] | None:
@@ -194,6 +207,8 @@ class Trainer:
             self._window += 1
             self._seen += n
         self.optimizer.step()          # the monitor's hooks: sharpness and SI norms before the step
+        if self.scheduler is not None:
+            self.scheduler.step()          # TEXP: the LR of step t + 1
         if self.config.si_radius is not None:     # WRS / fixed ELR: back onto the sphere
             self.watch.rescale_(self.config.si_radius, per_layer=self.config.fixed_elr_per_layer)
         self.iteration = t + 1
@@ -266,3 +281,4 @@ class Trainer:
         self._window = int(window)
         self._seen = int(seen[0]) if seen else self._window * self.config.batch_size
         self.iteration = int(state["iteration"])
+        self.scheduler = None              # TEXP: rebuilt at the next step, positioned at the iteration

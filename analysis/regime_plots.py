@@ -1,10 +1,10 @@
-"""Drawing of a regime map (:mod:`simulate.regimes`) on a matplotlib axis, shared by the toy and
+"""Drawing of a regime map (:mod:`analysis.regimes`) on a matplotlib axis, shared by the toy and
 network figures (``nets.plots.plot_regimes``, ``paper_figures.fig_regimes``)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .regimes import REGIMES
+from analysis.regimes import REGIMES
 
 __all__ = ["REGIME_COLORS", "draw_regime_map", "shade_regimes", "regime_legend"]
 
@@ -13,7 +13,7 @@ REGIME_COLORS = {"convergence": "tab:green", "chaotic": "tab:orange", "divergenc
 
 def shade_regimes(ax, boundaries: dict, lo: float, hi: float, *, alpha: float = 0.12) -> None:
     """Shade the ELR ranges of the three regimes between ``lo`` and ``hi`` (log axis), using
-    ``boundaries`` from :func:`simulate.regimes.regime_boundaries`; dashed lines at the edges."""
+    ``boundaries`` from :func:`analysis.regimes.regime_boundaries`; dashed lines at the edges."""
     b1, b2 = boundaries.get("convergence_upper"), boundaries.get("divergence_lower")
     edges = [lo, b1 if b1 is not None else lo, b2 if b2 is not None else hi, hi]
     for name, a, b in zip(REGIMES, edges[:-1], edges[1:]):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from simulate.io import atomic_write
+from cli import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_NAME", "FORMAT_VERSION"]
 

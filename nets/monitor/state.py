@@ -3,16 +3,16 @@ r"""Regime of SI training from recorded series: approaching equilibrium, at equi
 Rules (applied in this order; every answer comes with its evidence):
 
 1. **collapsed** -- the network is dead: the SI gradient is exactly zero on every record to the
-   end (:func:`nets.report.find_collapse`).
+   end (:func:`analysis.report.find_collapse`).
 2. **periodic** -- at least two destabilisations (one complete period) were detected
-   (:func:`simulate.periods.detect_periods`, Lobacheva et al., NeurIPS 2021, Sec. 4) and the
+   (:func:`analysis.periods.detect_periods`, Lobacheva et al., NeurIPS 2021, Sec. 4) and the
    last one lies within twice the longest period from the end.
 3. **no equilibrium** -- no weight decay on the SI weights, or no formula for the optimizer
    (Adam with coupled L2): only measured values are reported.
 4. **at equilibrium** / **approaching equilibrium** -- over the *window* (the last fifth of the
    records, at least 5, and only records after the last destabilisation) the RMS angular update
    per step is compared with the theory's :math:`\Delta\theta^*` for the hyper-parameters of each
-   record (:mod:`nets.monitor_theory`), and the norm must be stationary: its *drift*
+   record (:mod:`nets.monitor.theory`), and the norm must be stationary: its *drift*
    :math:`\Delta\ln\rho / \sum_t \eta_t\lambda` over the window (0 at equilibrium, -1 when WD
    alone shrinks it) within +-0.5. Angle within a factor ``tolerance`` (1.3) and a stationary
    norm: at equilibrium. Slower: the norm is above its equilibrium and WD is still shrinking it;
@@ -22,7 +22,7 @@ Rules (applied in this order; every answer comes with its evidence):
    it, Lobacheva et al., Sec. 2) is shown as evidence.
 
 The same ratio test gives each individually SI tensor a state (``equilibrium``, ``slower``,
-``faster``); tensors that are SI only jointly (:mod:`nets.si`) have no per-tensor theory.
+``faster``); tensors that are SI only jointly (:mod:`nets.monitor.si`) have no per-tensor theory.
 """
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ import math
 
 import numpy as np
 
-from .report import find_collapse
+from analysis.report import find_collapse
 
-__all__ = ["REGIMES", "analysis_window", "rms", "ratio_state", "classify_regime", "format_table"]
+__all__ = ["STATES", "analysis_window", "rms", "ratio_state", "classify_state", "format_table"]
 
-REGIMES = ("approaching equilibrium", "at equilibrium", "periodic", "collapsed", "no equilibrium")
+#: where a monitored run stands (:func:`classify_state`); the three regimes of training on the sphere
+#: are :data:`analysis.regimes.REGIMES`
+STATES = ("approaching equilibrium", "at equilibrium", "periodic", "collapsed", "no equilibrium")
 TOLERANCE = 1.3
 
 
@@ -65,20 +67,20 @@ def ratio_state(ratio: float, tolerance: float = TOLERANCE) -> str:
     return "faster" if ratio > tolerance else "equilibrium"
 
 
-def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None = None, *, eta_lam, end: int,
+def classify_state(steps: dict, eq_angle, events, period_summary: dict | None = None, *, eta_lam, end: int,
                     theory_note: str = "", tolerance: float = TOLERANCE, max_drift: float = 0.5) -> dict:
     """The regime of a run (module docstring).
 
     Parameters
     ----------
     steps : dict of arrays
-        The step table (:data:`nets.metrics.STEP_COLUMNS`).
+        The step table (:data:`nets.monitor.metrics.STEP_COLUMNS`).
     eq_angle : array
         :math:`\\Delta\\theta^*` at each record (NaN where no formula applies).
     events : list of int
         Destabilisation onsets (iterations).
     period_summary : dict, optional
-        :func:`nets.report.analyse_run`'s summary (periods measured vs predicted), as evidence.
+        :func:`analysis.report.analyse_run`'s summary (periods measured vs predicted), as evidence.
     eta_lam : array
         :math:`\\eta\\lambda` at each record (each record stands for the iterations up to the next).
     end : int
@@ -89,7 +91,7 @@ def classify_regime(steps: dict, eq_angle, events, period_summary: dict | None =
     Returns
     -------
     dict
-        ``regime`` (one of :data:`REGIMES`), ``reason`` (one sentence) and ``evidence``.
+        ``regime`` (one of :data:`STATES`), ``reason`` (one sentence) and ``evidence``.
     """
     it = np.asarray(steps["iteration"])
     wd_steps = np.asarray(eta_lam, dtype=float) * np.diff(np.r_[it, max(end, it[-1] + 1 if it.size else 0)])

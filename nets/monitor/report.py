@@ -1,41 +1,26 @@
 """What :class:`nets.SIMonitor` concludes from its records, and the files it writes.
 
 :func:`analyse_monitor` turns the recorded rows into: the periods (the offline detector and the
-period-length prediction of :func:`nets.report.analyse_run`, the same analysis as a
+period-length prediction of :func:`analysis.report.analyse_run`, the same analysis as a
 ``nets.train`` run), the theory's equilibrium values per record and per SI tensor
-(:mod:`nets.monitor_theory`), and the regime (:mod:`nets.monitor_regime`). The window statistics
+(:mod:`nets.monitor.theory`), and the regime (:mod:`nets.monitor.state`). The window statistics
 (RMS over the analysis window) are what the per-tensor table shows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from simulate.io import write_csv, write_json, write_npz
+from analysis.report import RunInfo, analyse_run
+from cli import write_csv, write_json, write_npz
+from nets.monitor.state import analysis_window, classify_state, ratio_state, rms
+from nets.monitor.theory import Hyper, effective_lr, equilibrium
 
-from .monitor_regime import analysis_window, classify_regime, ratio_state, rms
-from .monitor_theory import Hyper, effective_lr, equilibrium
-from .report import analyse_run
-
-__all__ = ["analyse_monitor", "write_monitor_outputs", "layer_columns", "MonitorRunInfo"]
+__all__ = ["analyse_monitor", "write_monitor_outputs", "layer_columns"]
 
 NAN = float("nan")
 EQ_COLUMNS = ("eq_si_norm", "eq_eff_lr", "eq_angular_update")
-
-
-@dataclass
-class MonitorRunInfo:
-    """The attributes :func:`nets.report.analyse_run` reads from a run's configuration."""
-
-    lr: float
-    lam_si_equivalent: float
-    momentum: float
-    record_every: int
-    optimizer: str = "sgd"
-    wrs_norm: float | None = None
-    exp_lr: bool = False
-    fixed_elr: float | None = None
 
 
 def layer_columns(names: list[str], layers: dict) -> dict:
@@ -67,11 +52,11 @@ def _trailing_rms(x: np.ndarray, width: int = 10) -> np.ndarray:
     return np.sqrt((c[i] - c[lo]) / (i - lo))
 
 
-def _run_info(h: Hyper, lrs: np.ndarray, k: int) -> MonitorRunInfo:
+def _run_info(h: Hyper, lrs: np.ndarray, k: int) -> RunInfo:
     decoupled_hb = h.kind == "sgd" and h.decoupled and not h.nesterov and h.dampening == 0
     kind = "sgd" if h.plain_sgd or decoupled_hb else (h.kind if h.kind != "sgd" else "sgd-variant")
     lr = float(np.median(lrs)) if lrs.size else h.lr
-    return MonitorRunInfo(lr=lr, lam_si_equivalent=h.wd, momentum=h.momentum if h.plain_sgd else 0.0,
+    return RunInfo(lr=lr, lam_si_equivalent=h.wd, momentum=h.momentum if h.plain_sgd else 0.0,
                           record_every=k, optimizer=kind)
 
 
@@ -91,7 +76,7 @@ def analyse_monitor(mon) -> dict:
     """Summary of an :class:`nets.SIMonitor`: SI groups, hyper-parameters, periods, regime, the
     per-tensor rows and the total row, and the per-record equilibrium series.
 
-    The rows are statistics over the analysis window (:func:`nets.monitor_regime.analysis_window`):
+    The rows are statistics over the analysis window (:func:`nets.monitor.state.analysis_window`):
     RMS of each measured series and of :math:`\\Delta\\theta^*` per record, and :math:`\\rho^*`,
     :math:`\\tilde\\eta^*` for the window's RMS LR (with a constant LR: the current values)."""
     steps, _, _ = mon.recorder.arrays()
@@ -100,12 +85,12 @@ def analyse_monitor(mon) -> dict:
     n = it.size
     hyper_rows = mon.hyper_rows()
     current = hyper_rows[-1] if hyper_rows else mon.hypers()
-    first = mon._group_of[0]
+    first = mon.group_of[0]
     h0 = current[first]
     if mon.detector.stale or mon.detector.report is None:
         mon.detector.update()
     lrs = np.array([[h.lr for h in r] for r in hyper_rows]).reshape(n, len(current))
-    _, periods = analyse_run(steps, _run_info(h0, lrs[:, first], mon.log_every))
+    report, periods = analyse_run(steps, mon.run_info or _run_info(h0, lrs[:, first], mon.log_every))
     events = list(periods.get("event_iterations", []))
     eq_angle = _eq_angles(hyper_rows, len(current))
     window = analysis_window(it, events)
@@ -114,7 +99,7 @@ def analyse_monitor(mon) -> dict:
     numel = sum(mon.watch.sizes)
     rows = []
     for j, name in enumerate(mon.names):
-        g = mon._group_of[j]
+        g = mon.group_of[j]
         ind = name in mon.groups.individual
         rows.append(_row(name, "individual" if ind else "joint", mon.watch.sizes[j], at_window[g],
                          layers["layer_norms"][window, j],
@@ -127,20 +112,20 @@ def analyse_monitor(mon) -> dict:
     if not uniform:
         note = "SI tensors in parameter groups with different hyper-parameters: see the per-tensor rows"
     eta_lam = np.array([r[first].lr * r[first].wd for r in hyper_rows])
-    regime = classify_regime(steps, total_angle, events, periods, eta_lam=eta_lam, end=mon.iteration,
+    regime = classify_state(steps, total_angle, events, periods, eta_lam=eta_lam, end=mon.iteration,
                              theory_note=note)
     g_series = _trailing_rms(steps["eff_grad_norm"])
     eq_norm = np.array([equilibrium(hs[first], g, numel)[0]["norm"] if uniform else NAN
                         for hs, g in zip(hyper_rows, g_series)])
     eq_eff = np.array([effective_lr(hs[first], r) for hs, r in zip(hyper_rows, eq_norm)])
     if mon.sharpness is not None and mon.recorder.sharpness:
-        from .report import stability_at_destabilisations
+        from analysis.report import stability_at_destabilisations
         sh = mon.recorder.sharpness_table()
         periods["stability"] = stability_at_destabilisations(sh, events, h0.momentum if h0.kind == "sgd" else 0.0)
     return {"si_groups": mon.groups.to_dict(), "optimizer": [h.to_dict() for h in current],
             "iterations": mon.iteration, "records": int(n), "diverged": mon.diverged,
             "online_events": mon.detector.events, "periods": periods, "regime": regime,
-            "layers": rows, "total": total, "theory_note": note,
+            "layers": rows, "total": total, "theory_note": note, "period_report": report,
             "series": {"eq_si_norm": eq_norm, "eq_eff_lr": eq_eff, "eq_angular_update": total_angle}}
 
 
@@ -148,7 +133,7 @@ def write_monitor_outputs(out, mon, summary: dict) -> None:
     """``metrics.csv``/``metrics.npz`` (steps, equilibrium series, per-tensor series),
     ``periods.json`` (periods, regime, SI groups, hyper-parameters, per-tensor rows),
     ``layers.csv``, ``sharpness.csv`` (if measured) and ``plot.png`` into folder ``out``."""
-    from .plots import plot_monitor
+    from nets.plots import plot_monitor
 
     steps, _, _ = mon.recorder.arrays()
     layers = mon.recorder.layer_arrays()
@@ -161,7 +146,7 @@ def write_monitor_outputs(out, mon, summary: dict) -> None:
               **{f"sharpness_{k}": v for k, v in sharp.items()}, si_names=np.array(mon.names))
     table = summary["layers"] + [summary["total"]]
     write_csv(out / "layers.csv", {k: [r[k] for r in table] for k in table[0]})
-    write_json(out / "periods.json", {k: v for k, v in summary.items() if k != "series"})
+    write_json(out / "periods.json", {k: v for k, v in summary.items() if k not in ("series", "period_report")})
     if len(steps["iteration"]) > 1:
         plot_monitor(out / "plot.png", steps, series, summary, sharpness=sharp or None)
 

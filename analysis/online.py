@@ -1,4 +1,4 @@
-r"""Online destabilisation detection: :func:`simulate.periods.detect_periods` on a growing series.
+r"""Online destabilisation detection: :func:`analysis.periods.detect_periods` on a growing series.
 
 The offline detector standardises the increments of :math:`\log\rho` by their median and MAD over
 the *whole* series and merges events at a quarter of the typical spacing of *all* of them; an
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .periods import PeriodReport, detect_periods
+from analysis.periods import PeriodReport, detect_periods
 
 __all__ = ["StreamingPeriodDetector"]
 
@@ -40,7 +40,7 @@ class StreamingPeriodDetector:
     budget : float
         With ``every="auto"``: the largest fraction of wall time spent in the detector.
     **detector_kw
-        Passed to :func:`simulate.periods.detect_periods`.
+        Passed to :func:`analysis.periods.detect_periods`.
 
     The loss confirms jumps (as offline) when every loss sample so far is finite; otherwise the
     norm alone is used. Samples from the first non-finite or non-positive norm on are kept but

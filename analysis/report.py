@@ -1,7 +1,7 @@
 """Measured periods of a real run vs the theory's prediction.
 
 Destabilisations are found in the recorded SI norm (and train loss) with the same detector as
-the toy simulations, :func:`simulate.periods.detect_periods`. The prediction is
+the toy simulations, :func:`analysis.periods.detect_periods`. The prediction is
 :func:`theory.stability.predicted_period_length`: a period lasts while WD shrinks the norm from
 rho_max to rho_min, T = ln(rho_max/rho_min) / (-ln alpha), alpha = 1 - eta*lambda for plain SGD
 (Lobacheva et al., NeurIPS 2021, Sec. 4), evaluated with the norm ratio *measured* in the same
@@ -14,14 +14,32 @@ linearly in eta*lambda.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.periods import detect_periods
 from theory.stability import predicted_period_length, stability_threshold
-from simulate.periods import detect_periods
 
-__all__ = ["analyse_run", "analyse_periods", "find_collapse", "period_line", "collapse_line",
+__all__ = ["RunInfo", "analyse_run", "analyse_periods", "find_collapse", "period_line", "collapse_line",
            "stability_at_destabilisations", "stability_line"]
+
+
+@dataclass
+class RunInfo:
+    """What the period analysis reads from a run's configuration (:class:`nets.TrainConfig` has
+    these attributes too): LR eta, the WD lambda the SI norm decays with, momentum mu, the
+    recording interval, the optimizer, and how the norm is controlled (WD, weight rescaling to
+    ``wrs_norm``, Li & Arora's exponential LR, or a fixed effective LR on the sphere)."""
+
+    lr: float
+    lam_si_equivalent: float
+    momentum: float
+    record_every: int
+    optimizer: str = "sgd"
+    wrs_norm: float | None = None
+    exp_lr: bool = False
+    fixed_elr: float | None = None
 
 
 def _predict(eta: float, lam: float, ratio: float, momentum: float) -> float:
@@ -40,8 +58,8 @@ def analyse_periods(steps: dict, config) -> tuple[object, dict]:
     Parameters
     ----------
     steps : dict of arrays
-        The recorded step table (:data:`nets.metrics.STEP_COLUMNS`).
-    config : TrainConfig
+        The recorded step table (:data:`nets.monitor.metrics.STEP_COLUMNS`).
+    config : RunInfo or TrainConfig
         The run's configuration (eta, lambda, momentum, recording interval, WD/WRS/TEXP).
 
     Returns
@@ -173,7 +191,7 @@ def period_line(summary: dict) -> str:
 
 
 def stability_at_destabilisations(sharpness: dict, event_iterations, momentum: float = 0.0) -> dict:
-    r"""The destabilisation condition measured on the run (:mod:`nets.sharpness`).
+    r"""The destabilisation condition measured on the run (:mod:`nets.monitor.sharpness`).
 
     For each destabilisation onset, the largest :math:`\tilde\eta h = \eta\lambda_{\max}`
     measured in the later half of the interval since the previous onset (the end of the decay

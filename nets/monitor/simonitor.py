@@ -9,7 +9,7 @@
         mon.step(loss)            # optional: without it the hooks record everything but the loss
     print(mon.close())            # writes metrics.csv/npz, periods.json, layers.csv, plot.png
 
-The monitor finds the scale-invariant (SI) parameters by testing (:func:`nets.si.find_si_groups`,
+The monitor finds the scale-invariant (SI) parameters by testing (:func:`nets.monitor.si.find_si_groups`,
 groups SI only jointly included) and hooks ``optimizer.step`` (``register_step_pre_hook`` /
 ``register_step_post_hook``): every ``log_every`` steps it takes the SI norms and gradient norms
 before the step and the weights after it, and reads the hyper-parameters the step used from the
@@ -18,13 +18,14 @@ one read per recorded step; other steps cost nothing. :class:`nets.Trainer` reco
 
 Per SI tensor and in total it reports rho, the effective LR, the effective gradient norm
 rho*||grad||, the angular update per step and the theory's equilibrium values for the current
-hyper-parameters (:mod:`nets.monitor_theory`); destabilisations are detected online
-(:class:`simulate.online.StreamingPeriodDetector`, exactly the offline detector on the series so
-far) and :meth:`SIMonitor.summary` classifies the regime (:mod:`nets.monitor_regime`).
+hyper-parameters (:mod:`nets.monitor.theory`); destabilisations are detected online
+(:class:`analysis.online.StreamingPeriodDetector`, exactly the offline detector on the series so
+far) and :meth:`SIMonitor.summary` classifies the regime (:mod:`nets.monitor.state`).
 Lobacheva et al. (NeurIPS 2021) for the quantities and the periodic behaviour.
 """
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -33,12 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simulate.online import StreamingPeriodDetector
-
-from .metrics import Recorder, SIWatch, StepProbe, TrainingDiverged
-from .monitor_theory import Hyper, effective_lr, read_hyper
-from .sharpness import SharpnessProbe
-from .si import NoSIParameters, SIGroups, find_si_groups
+from analysis.online import StreamingPeriodDetector
+from nets.monitor.metrics import Recorder, SIWatch, StepProbe, StepRecord, TrainingDiverged
+from nets.monitor.sharpness import SharpnessProbe
+from nets.monitor.si import NoSIParameters, SIGroups, find_si_groups
+from nets.monitor.theory import Hyper, effective_lr, read_hyper
 
 __all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters"]
 
@@ -99,10 +99,14 @@ class SIMonitor:
         Every ``sharpness_every`` steps (0: never) from step ``sharpness_from`` on, before the
         step, the top eigenvalue of the Hessian of ``loss_fn`` (default cross-entropy) on the
         fixed ``[(x, y), ...]`` batches in the SI weights, on the sphere
-        (:class:`nets.sharpness.SharpnessProbe`).
+        (:class:`nets.monitor.sharpness.SharpnessProbe`).
     detect_every : int or "auto"
         Online destabilisation detection every k records, "auto" (within 1 % of wall time), or 0
         (only in :meth:`summary`).
+    run_info : analysis.report.RunInfo, optional
+        What the period analysis needs to know of the run (LR, WD on the SI weights, momentum, how
+        the norm is controlled); default: read from the optimizer. :class:`nets.Trainer` passes
+        its :class:`nets.TrainConfig`, whose analysis is then the run's only one.
     verbose : bool
         Print the SI groups found and each destabilisation as it is detected (stderr).
     """
@@ -112,7 +116,7 @@ class SIMonitor:
                  steps_per_epoch: int | None = None, last_step: int | None = None, norm_scale=None,
                  sharpness_every: int = 0, sharpness_from: int = 0, sharpness_batches=None, loss_fn=None,
                  sharpness_iters: int = 30, sharpness_seed: int = 0, detect_every: int | str = "auto",
-                 verbose: bool = True):
+                 run_info=None, verbose: bool = True):
         if int(log_every) != log_every or log_every < 1:
             raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -129,7 +133,7 @@ class SIMonitor:
                 "are those followed by a normalisation (BatchNorm, LayerNorm, ...) in train mode.")
         self.names = list(self.groups.si)
         self.watch = SIWatch([named[n] for n in self.names])
-        self._group_of = self._map_groups(optimizer)
+        self.group_of = self._map_groups(optimizer)
         self.decoupled_weight_decay = float(decoupled_weight_decay)
         self.steps_per_epoch, self.last_step, self.norm_scale = steps_per_epoch, last_step, norm_scale
         self.recorder = Recorder(len(self.names))
@@ -143,6 +147,7 @@ class SIMonitor:
                 raise ValueError("sharpness_every > 0 needs sharpness_batches=[(x, y), ...]")
             self.sharpness = SharpnessProbe(model, self.watch.params, sharpness_batches, max_iter=sharpness_iters,
                                             seed=sharpness_seed, loss_fn=loss_fn or F.cross_entropy)
+        self.run_info = run_info
         self.verbose = verbose
         self.iteration = 0
         self.diverged: str | None = None
@@ -157,7 +162,7 @@ class SIMonitor:
                   file=sys.stderr)
 
     def _map_groups(self, optimizer) -> list[int]:
-        """Index (into :attr:`si_group_indices`) of the parameter group of each SI tensor."""
+        """``group_of``: index (into :attr:`si_group_indices`) of the parameter group of each SI tensor."""
         where = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         missing = [n for n, p in zip(self.names, self.watch.params) if id(p) not in where]
         if missing:
@@ -182,7 +187,7 @@ class SIMonitor:
         return rows[:n]
 
     def hypers(self) -> list[Hyper]:
-        """The current :class:`nets.monitor_theory.Hyper` of each parameter group holding SI tensors."""
+        """The current :class:`nets.monitor.theory.Hyper` of each parameter group holding SI tensors."""
         return [read_hyper(self.optimizer, self.optimizer.param_groups[i], self.decoupled_weight_decay)
                 for i in self.si_group_indices]
 
@@ -191,7 +196,7 @@ class SIMonitor:
             self._finalize(None, None, None)
         t = self.iteration
         if self.sharpness is not None and t >= self.sharpness_from and t % self.sharpness_every == 0:
-            lr = self.hypers()[self._group_of[0]].lr
+            lr = self.hypers()[self.group_of[0]].lr
             self.recorder.add_sharpness(self.sharpness.measure(t, lr))     # at x_t, before the step
         if self._is_record(t):
             self._probe = (t, StepProbe(self.watch), self.hypers())
@@ -203,11 +208,11 @@ class SIMonitor:
             self._pending, self._probe = self._probe, None
 
     # ------------------------------------------------------------------ recording
-    def step(self, loss=None, accuracy=None, *, epoch: int | None = None) -> list[float] | None:
+    def step(self, loss=None, accuracy=None, *, epoch: int | None = None) -> StepRecord | None:
         """Give the monitor the loss (and accuracy) of the optimizer step just made.
 
-        Call it after ``optimizer.step()``. Returns the recorded row
-        (:data:`nets.metrics.STEP_COLUMNS`) on recorded steps, else None. Raises
+        Call it after ``optimizer.step()``. Returns the recorded
+        :class:`nets.monitor.metrics.StepRecord` on recorded steps, else None. Raises
         :class:`TrainingDiverged` when the loss or the SI norm is not finite.
         """
         if not self._stepped:
@@ -219,27 +224,27 @@ class SIMonitor:
         self._stepped = False
         return None if self._pending is None else self._finalize(loss, accuracy, epoch)
 
-    def _finalize(self, loss, accuracy, epoch) -> list[float]:
+    def _finalize(self, loss, accuracy, epoch) -> StepRecord:
         t, probe, hypers = self._pending
         self._pending = None
         dev = probe.before.device
         if epoch is None:
             epoch = t // self.steps_per_epoch if self.steps_per_epoch else -1
-        h = hypers[self._group_of[0]]
+        h = hypers[self.group_of[0]]
         row = self.recorder.add_step(
             iteration=t, epoch=epoch, lr=h.lr,
             loss_acc=torch.stack([_scalar(loss, dev), _scalar(accuracy, dev)]), probe=probe,
             after=self.watch.flat(), norm_scale=1.0 if self.norm_scale is None else self.norm_scale(t),
-            effective_lr_fn=None if h.kind in ("sgd", "other") else (lambda lr, rho: effective_lr(h, rho)))
+            eff_lr_at=lambda rho: effective_lr(h, rho))
         if not self.hyper_log or self.hyper_log[-1][1] != hypers:
             self.hyper_log.append((len(self.recorder.steps) - 1, hypers))
-        bad = ("loss", row[3]) if loss is not None and not _finite(row[3]) else (
-            ("SI weight norm", row[5]) if not _finite(row[5]) else None)
+        bad = ("loss", row.train_loss) if loss is not None and not math.isfinite(row.train_loss) else (
+            ("SI weight norm", row.si_norm) if not math.isfinite(row.si_norm) else None)
         if bad is not None:
             self.diverged = f"{bad[0]} is {bad[1]} at iteration {t}: training diverged; lower the learning rate"
             raise TrainingDiverged(self.diverged)
         if t % self.log_every == 0:
-            new, _ = self.detector.append(row[6], row[3])
+            new, _ = self.detector.append(row.si_norm_equiv, row.train_loss)
             if new and self.verbose:
                 print(f"SIMonitor: destabilisation at iteration {', '.join(map(str, new))} "
                       f"(detected at {t})", file=sys.stderr)
@@ -253,20 +258,20 @@ class SIMonitor:
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:
         """Periods, regime and the per-tensor table of what was recorded (see
-        :func:`nets.monitor_report.analyse_monitor`)."""
-        from .monitor_report import analyse_monitor
+        :func:`nets.monitor.report.analyse_monitor`)."""
+        from nets.monitor.report import analyse_monitor
         self.flush()
         return analyse_monitor(self)
 
     def table(self) -> str:
         """The per-tensor table with the total and the regime, as text."""
-        from .monitor_regime import format_table
+        from nets.monitor.state import format_table
         s = self.summary()
         return format_table(s["layers"] + [s["total"]], s["regime"])
 
     def close(self) -> dict:
         """Stop monitoring (remove the hooks), write the files to ``out`` and return :meth:`summary`."""
-        from .monitor_report import write_monitor_outputs
+        from nets.monitor.report import write_monitor_outputs
         if not self._closed:
             for h in self._handles:
                 h.remove()
@@ -303,21 +308,9 @@ class SIMonitor:
         self.hyper_log = [(int(i), [Hyper(**d) for d in hs]) for i, hs in state.get("hyper_log", [])]
         every = self.detector.every
         self.detector = StreamingPeriodDetector(self.log_every, every=0)
-        for row in self.recorder.steps:
-            if int(row[0]) % self.log_every == 0:
-                self.detector.append(row[6], row[3])
+        for row in self.recorder.step_records():
+            if int(row.iteration) % self.log_every == 0:
+                self.detector.append(row.si_norm_equiv, row.train_loss)
         self.detector.every = every
         self._probe = self._pending = None
         self._stepped = False
-
-
-def _finite(v: float) -> bool:
-    return v == v and v not in (float("inf"), float("-inf"))
-
-
-if __name__ == "__main__":
-    from simulate.io import exit_process
-
-    from .monitor_demo import main
-
-    exit_process(main())

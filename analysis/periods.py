@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PeriodReport", "detect_periods"]
+__all__ = ["PeriodReport", "detect_periods", "tail_start"]
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -107,7 +107,7 @@ class PeriodReport:
         return self.events * self.step
 
     def to_dict(self) -> dict:
-        """JSON-friendly summary (lists; NaN stays NaN, :func:`simulate.io.write_json` -> null)."""
+        """JSON-friendly summary (lists; NaN stays NaN, :func:`cli.write_json` -> null)."""
         return {"events": self.events.tolist(), "event_iterations": self.event_iterations.tolist(),
                 "lengths": self.lengths.tolist(), "mean_length": self.mean_length,
                 "std_length": self.std_length, "n_periods": self.n_periods,
@@ -282,3 +282,10 @@ def detect_periods(norm, *, loss=None, step: int = 1, min_separation: float | No
         std_length=float(lengths.std()) if lengths.size else np.nan,
         phase=_phase(n, onsets), norm_ratio=float(np.median(ratios)) if ratios else np.nan,
         step=step, peaks=peaks)
+
+
+def tail_start(n: int, tail: float) -> int:
+    """Index of the first of the last ``tail`` fraction of ``n`` records (at least 2 records)."""
+    if not 0 < tail <= 1:
+        raise ValueError(f"tail must be in (0, 1], got {tail!r}")
+    return n - min(max(int(round(tail * n)), 2), n)
