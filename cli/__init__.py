@@ -8,6 +8,7 @@ This floor imports nothing of the toolkit; ``simulate``, ``nets`` and ``paper_fi
 ``progress``   :class:`Progress`: tqdm's bar on a terminal, a plain line every 30 s in a log
 ``signals``    Ctrl-C / SIGTERM: stop cleanly after the current step, exit status 130
 ``files``      results as JSON / CSV / NPZ, written atomically (temporary file renamed into place)
+``resources``  memory and cores, checked before work starts (one-line refusal or warning)
 =============  ==============================================================================
 """
 import importlib
@@ -16,8 +17,11 @@ import importlib
 #: only, so start-up (and a Ctrl-C in its first moments) does not wait for numpy or tqdm
 _EXPORTS = {**dict.fromkeys(("CliParser", "NEGATIVE_NUMBER", "cli_fail", "os_error_line", "writable_dir",
                              "pos_float", "int_at_least", "given_options"), "args"),
-            **dict.fromkeys(("atomic_write", "to_jsonable", "write_csv", "write_json", "write_npz"), "files"),
+            **dict.fromkeys(("atomic_write", "to_jsonable", "write_csv", "write_json", "write_npz", "file_sha256",
+                             "write_manifest", "verify_manifest", "MANIFEST_NAME", "remove_temporaries"), "files"),
             "Progress": "progress",
+            **dict.fromkeys(("available_memory", "usable_cores", "format_bytes", "check_memory", "plain_warnings"),
+                            "resources"),
             **dict.fromkeys(("catch_interrupts", "exit_process", "stop_on_signals", "take_interrupt"), "signals")}
 
 

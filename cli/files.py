@@ -1,11 +1,14 @@
 """Results as plain files, written atomically.
 
 A temporary file next to the target is written and renamed into place, so an interrupted job never
-leaves a half-written result behind. NaN and infinity become JSON ``null``.
+leaves a half-written result behind. NaN and infinity become JSON ``null``. A folder of results can
+carry a manifest of SHA-256 digests (``SHA256SUMS``, the format of ``sha256sum``) that finds a file
+changed or damaged since it was written.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -15,7 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_json", "write_csv", "write_npz", "to_jsonable"]
+__all__ = ["atomic_write", "write_json", "write_csv", "write_npz", "to_jsonable", "file_sha256", "write_manifest",
+           "verify_manifest", "MANIFEST_NAME", "remove_temporaries"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -92,3 +96,49 @@ def write_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
 def write_npz(path: str | Path, **arrays: Any) -> Path:
     """Write arrays to a compressed ``.npz`` file atomically."""
     return atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
+
+
+#: the manifest of a results folder, in the format of ``sha256sum`` (``sha256sum -c SHA256SUMS`` checks it)
+MANIFEST_NAME = "SHA256SUMS"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: str | Path, names) -> Path:
+    """Write ``folder/SHA256SUMS``: the SHA-256 of each file ``names`` (relative to ``folder``) that exists."""
+    folder = Path(folder)
+    lines = [f"{file_sha256(folder / n)}  {n}\n" for n in sorted(set(map(str, names))) if (folder / n).is_file()]
+    return atomic_write(folder / MANIFEST_NAME, lambda fh: fh.write("".join(lines).encode()))
+
+
+def verify_manifest(folder: str | Path) -> list[str]:
+    """Files of ``folder/SHA256SUMS`` that are missing or no longer match it (``[]``: all intact, or
+    no manifest)."""
+    folder = Path(folder)
+    try:
+        text = (folder / MANIFEST_NAME).read_text()
+    except OSError:
+        return []
+    bad = []
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if not (folder / name).is_file() or file_sha256(folder / name) != digest:
+            bad.append(name)
+    return bad
+
+
+def remove_temporaries(folder: str | Path) -> list[str]:
+    """Delete what an interrupted :func:`atomic_write` left in ``folder`` (``.<name>.*.tmp``); returns
+    their names. Call it only while no other process writes there (e.g. under a lock)."""
+    gone = []
+    for p in Path(folder).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        gone.append(p.name)
+    return gone

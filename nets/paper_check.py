@@ -39,10 +39,11 @@ def check_configs(args) -> list:
     """One run of the preset ``paper`` (:mod:`nets.presets`) per learning rate, as the flags say."""
     from nets.presets import preset_config
 
-    base = preset_config("paper", data_dir=args.data_dir, width=args.width, iters=args.iters, record_every=args.record_every,
-                        eval_every=args.eval_every, test_subset=args.test_subset, train_subset=args.train_subset,
-                        sharpness_every=args.sharpness_every, sharpness_batches=2, sharpness_iters=20,
-                        checkpoint_every=0, device=args.device, threads=args.threads, quiet=True, seed=args.seed)
+    base = preset_config("paper", data_dir=args.data_dir, width=args.width, iters=args.iters,
+                         record_every=args.record_every, eval_every=args.eval_every, test_subset=args.test_subset,
+                         train_subset=args.train_subset, sharpness_every=args.sharpness_every, sharpness_batches=2,
+                         sharpness_iters=20, checkpoint_every=0, device=args.device, threads=args.threads, quiet=True,
+                         seed=args.seed)
     return [replace(base, lr=float(lr)).validate() for lr in args.lrs]
 
 

@@ -44,7 +44,7 @@ def build_parser() -> CliParser:
 
 def main(argv=None) -> int:
     catch_interrupts()
-    from nets.data import DataError
+    from nets.data import DataError, check_data
     from nets.options import config_from_args
     from nets.training.regime_sweep import regime_configs, run_regime_sweep
 
@@ -54,6 +54,7 @@ def main(argv=None) -> int:
             raise ValueError("give the effective LRs with --elrs, not --fixed-elr")
         base = config_from_args(args, fixed_elr=min(args.elrs))
         configs = regime_configs(base, args.elrs, per_layer=args.fixed_elr_per_layer)
+        check_data(base)                    # before any folder is made
         sweep_dir = args.sweep_dir or (Path(base.out) /
                                        f"regimes-{base.dataset}-{base.model}-{datetime.now():%Y%m%d-%H%M%S}")
         rows, bounds, completed = run_regime_sweep(configs, sweep_dir)
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
         cli_fail(PROG, str(exc))
     except KeyboardInterrupt:
         cli_fail(PROG, "aborted; run the same command with --sweep-dir to continue", 130)
-    print(f"{sweep_dir}: {len(rows)}/{len(configs)} runs")
+    print(f"{sweep_dir}: {sum(r['completed'] for r in rows)}/{len(configs)} runs completed")
     for r in rows:
         print(f"  ELR {r['fixed_elr']:g}{' per layer' if r['per_layer'] else ''}: {r['regime']:11s} "
               f"loss {r['final_loss']:.3g} ({r['level']:.2g} x chance), {r['angle']:.2g} rad/step, trends: "

@@ -50,7 +50,7 @@ def build_parser() -> CliParser:
 
 def main(argv=None) -> int:
     catch_interrupts()
-    from nets.data import DataError
+    from nets.data import DataError, check_data
     from nets.options import config_from_args
     from nets.training.sweep import run_sweep, sweep_configs
     from nets.training.trainer import TrainingDiverged
@@ -62,6 +62,7 @@ def main(argv=None) -> int:
         configs = sweep_configs(base, args.lrs, args.wds, scale_length=args.scale_length)
         for c in configs:
             c.validate()
+        check_data(base)                    # before any folder is made
         sweep_dir = writable_dir(PROG, args.sweep_dir or (
             Path(base.out) / f"sweep-{base.dataset}-{base.model}-{datetime.now():%Y%m%d-%H%M%S}"))
         rows, completed = run_sweep(configs, sweep_dir, batched=args.batched)
@@ -72,7 +73,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         cli_fail(PROG, f"aborted; continue with the same command and --sweep-dir {sweep_dir}" if sweep_dir
                  else "interrupted before the sweep started: nothing to continue", 130)
-    print(f"{sweep_dir}: {len(rows)}/{len(configs)} runs"
+    finished = sum(r["completed"] or r["diverged"] for r in rows)
+    print(f"{sweep_dir}: {finished}/{len(configs)} runs finished"
+          + (f" ({sum(r['diverged'] for r in rows)} diverged)" if any(r["diverged"] for r in rows) else "")
           + ("" if (sweep_dir / "sweep.png").exists() else "; no run has a complete period: sweep.png not drawn"))
     for r in rows:
         print(f"  eta={r['lr']:g} lam={r['wd']:g} eta*lam={r['eta_lam']:.3g}: {r['n_periods']} periods, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cli.args import given_options
 from nets.options import add_config_arguments, config_from_args
@@ -30,7 +31,7 @@ def build_parser():
 
 
 #: options that ``--resume`` applies; every other option is fixed by the run's checkpoint
-RESUME_OPTIONS = ("iters", "epochs", "device", "quiet", "resume")
+RESUME_OPTIONS = ("iters", "epochs", "device", "threads", "quiet", "resume")
 
 
 def main(argv=None) -> int:
@@ -53,11 +54,12 @@ def main(argv=None) -> int:
 def _main(argv: list[str]) -> int:
     from analysis.forecast import forecast_line
     from analysis.report import collapse_line, period_line, stability_line
-    from cli import cli_fail, os_error_line, writable_dir
-    from nets.data import DataError
+    from cli import cli_fail, os_error_line, plain_warnings, writable_dir
+    from nets.data import DataError, check_data
     from nets.training.run import resume_training, run_training
     from nets.training.trainer import TrainingDiverged
 
+    plain_warnings(PROG)
     parser = build_parser()
     args = parser.parse_args(argv)
     given = given_options(parser, argv)
@@ -66,16 +68,22 @@ def _main(argv: list[str]) -> int:
         fixed = [flags[g] for g in given if g not in RESUME_OPTIONS]
         if fixed:
             cli_fail(PROG, f"--resume keeps the run's configuration; {', '.join(fixed)} cannot change "
-                           "(only --iters/--epochs, --device, --quiet do); start a new run instead")
+                           "(only --iters/--epochs, --device, --threads, --quiet do); start a new run instead")
+        if not Path(args.resume).is_dir():
+            what = "a file" if Path(args.resume).exists() else "not there"
+            cli_fail(PROG, f"--resume expects a run directory (the folder holding checkpoint.pt); "
+                           f"{args.resume} is {what}")
     try:
         if args.resume:
             writable_dir(PROG, args.resume)
             res = resume_training(args.resume, iters=args.iters if "iters" in given else None,
                                   epochs=args.epochs if "epochs" in given else None,
                                   device=args.device if "device" in given else None,
+                                  threads=args.threads if "threads" in given else None,
                                   quiet=True if args.quiet else None)
         else:
             cfg = config_from_args(args)
+            check_data(cfg)                 # before any folder is made
             writable_dir(PROG, cfg.out)
             res = run_training(cfg)
     except (DataError, ValueError, TrainingDiverged) as exc:

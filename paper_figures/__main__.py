@@ -32,8 +32,8 @@ def build_parser() -> CliParser:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default runs/paper_figures[-quick])")
     p.add_argument("--publish", type=Path, default=None,
-                   help="with 'report': also copy report.md and the PNGs to this folder (e.g. docs/figures); "
-                        "with 'cifar': copy cifar.png and cifar.json (e.g. docs/figures/cifar)")
+                   help="also copy each figure's PNG and JSON into this folder (e.g. docs/figures, or "
+                        "docs/figures/cifar for 'cifar'); with 'report' the PNGs and report.md")
     return p
 
 
@@ -49,12 +49,17 @@ def publish_files(result, folder: Path, suffixes) -> None:
 
 def main(argv=None) -> int:
     catch_interrupts()
-    from nets.data import DataError
+    from nets.data import DataError, cifar_source
 
     args = build_parser().parse_args(argv)
-    out = writable_dir(PROG, args.out or Path("runs") / ("paper_figures-quick" if args.quick else "paper_figures"))
+    try:
+        if args.name in EXPERIMENTS:            # the real data: found before any folder is made
+            cifar_source("cifar10", args.data_dir)
+    except DataError as exc:
+        cli_fail(PROG, str(exc))
     if args.publish is not None:
         writable_dir(PROG, args.publish)
+    out = writable_dir(PROG, args.out or Path("runs") / ("paper_figures-quick" if args.quick else "paper_figures"))
     names = list(FIGURES) if args.name in ("all", "report") else [args.name]
     results, t0 = [], time.perf_counter()
     try:
@@ -71,9 +76,10 @@ def main(argv=None) -> int:
             from paper_figures.report import write_report
             path = write_report(out, args.quick, results, time.perf_counter() - t0, args.publish)
             print(f"report: {path}")
-        elif args.name in EXPERIMENTS and args.publish is not None:
-            publish_files(results[0], args.publish, (".png", ".json"))
-            print(f"published to {args.publish}")
+        elif args.publish is not None:
+            for res in results:
+                publish_files(res, args.publish, (".png", ".json"))
+            print(f"published {', '.join(r.name for r in results)} to {args.publish}")
     except KeyboardInterrupt:
         done = ", ".join(r.name for r in results) or "none"
         print(f"\ninterrupted: nothing published; finished figures ({done}) are in {out}; network runs "

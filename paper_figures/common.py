@@ -132,7 +132,7 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
     ``period_summary`` (:func:`analysis.report.analyse_periods`) and ``config``. Completed runs are
     also kept in memory, so the figures of one ``report`` load (and rewrite) each run only once.
     """
-    from nets.training.checkpoint import CHECKPOINT_NAME
+    from nets.training.checkpoint import has_checkpoint
     from nets.training.run import resume_training, run_training
 
     lrs = NET_LRS["quick" if quick else "full"] if lrs is None else lrs
@@ -144,7 +144,7 @@ def net_runs(out: Path, quick: bool, lrs=None) -> dict:
         if key in _COMPLETED:
             results[lr] = _COMPLETED[key]
             continue
-        if (run_dir / CHECKPOINT_NAME).exists() and _same_config(run_dir, cfg):
+        if has_checkpoint(run_dir) and _same_config(run_dir, cfg):
             res = resume_training(run_dir, quiet=True)
         else:
             res = run_training(cfg, run_dir=run_dir)

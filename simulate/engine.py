@@ -30,12 +30,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cli.resources import check_memory
 from simulate.noise import SeedStreams, tangent_noise
 from theory.dynamics import angular_update, effective_grad_norm, effective_lr, sgd_step, wrs_step
 from theory.equivalences import texp_schedule
 from theory.sphere import sphere_step
 
-__all__ = ["Trajectory", "run", "OPTIMIZERS", "RECORDABLE", "broadcast_configs", "validate_run"]
+__all__ = ["Trajectory", "run", "OPTIMIZERS", "RECORDABLE", "broadcast_configs", "validate_run", "memory_estimate",
+           "check_run_memory"]
 
 OPTIMIZERS = ("sgd", "wrs", "texp", "sphere")
 RECORDABLE = ("loss", "eff_grad_norm", "angle")
@@ -120,6 +122,24 @@ def broadcast_configs(n: int, **values) -> dict:
     return out
 
 
+def memory_estimate(n_configs: int, dim: int, steps: int, record_every: int = 1, n_series: int = len(RECORDABLE),
+                    itemsize: int = 8) -> int:
+    """Bytes a run of ``n_configs`` x ``steps`` needs, roughly: the recorded series (norm, ``n_series``
+    more and a learning rate, each ``n_records x n_configs``; x3 for the copies the analysis makes)
+    and the state (weights, gradient, velocity, noise and scratch: ~8 arrays of ``n_configs x dim``)."""
+    n_rec = (int(steps) - 1) // int(record_every) + 1
+    return int(itemsize * (3 * n_rec * n_configs * (2 + n_series) + 8 * n_configs * dim))
+
+
+def check_run_memory(n_configs: int, dim: int, steps: int, record_every: int = 1, n_series: int = len(RECORDABLE),
+                     itemsize: int = 8) -> None:
+    """Refuse (``MemoryError``, one line) a run that cannot fit in the available memory, before any
+    allocation (:func:`memory_estimate`, :func:`cli.resources.check_memory`)."""
+    check_memory(memory_estimate(n_configs, dim, steps, record_every, n_series, itemsize),
+                 f"{n_configs:,} configuration(s) x {int(steps):,} steps (recorded every {record_every})",
+                 "record less often (--record-every), or run fewer steps, seeds or settings")
+
+
 def validate_run(steps, record_every, optimizer, cfg):
     """Check the run's options and every configuration before the first step."""
     if int(steps) != steps or steps < 1:
@@ -197,6 +217,7 @@ def run(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0, see
     cfg = broadcast_configs(B, eta=eta, lam=lam, momentum=momentum, noise=noise,
                             seed=0 if seeds is None else seeds)
     validate_run(steps, record_every, optimizer, cfg)
+    check_run_memory(B, d, steps, record_every, len(tuple(record)), np.dtype(dtype).itemsize)
     if blocks is not None and optimizer != "sphere":
         raise ValueError(f"blocks are for optimizer='sphere' (per-layer projection), not {optimizer!r}")
     record = tuple(record)

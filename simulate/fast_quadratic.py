@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulate.engine import RECORDABLE, Trajectory, broadcast_configs, validate_run
+from simulate.engine import RECORDABLE, Trajectory, broadcast_configs, check_run_memory, validate_run
 from simulate.engine import run as run_generic
 
 __all__ = ["run_fast", "supports_fused"]
@@ -69,6 +69,7 @@ def run_fast(objective, x0, eta, lam=0.0, *, steps: int, momentum=0.0, noise=0.0
 def _run_fused(objective, z0, cfg, steps, record, record_every, dtype, progress) -> Trajectory:
     validate_run(steps, record_every, "sgd", cfg)
     B, d = z0.shape
+    check_run_memory(B, d, steps, record_every, len(record), np.dtype(dtype).itemsize)
     z = z0.astype(dtype)
     need_r = "eff_grad_norm" in record or "angle" in record
     M = np.stack([np.ones(d), objective.shifted] + ([objective.shifted**2] if need_r else []), axis=1)

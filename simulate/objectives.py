@@ -212,7 +212,8 @@ class _DataObjective(Objective):
 
     def __init__(self, data: Dataset, batch_size: int | None):
         if batch_size is not None and not 2 <= batch_size <= data.n_samples:
-            raise ValueError(f"batch_size must be in [2, {data.n_samples}] or None, got {batch_size}")
+            raise ValueError(f"batch_size must be in [2, {data.n_samples}] (the data set has {data.n_samples} "
+                             f"samples; None: full batch), got {batch_size}")
         self.data, self.batch_size, self.n_samples = data, batch_size, data.n_samples
         self._y1h = data.one_hot()
 

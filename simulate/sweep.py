@@ -3,8 +3,8 @@ r"""One-call sweeps over :math:`(\eta, \lambda, \mu, \sigma, \text{seed})` and t
 :func:`sweep` builds the configurations (Cartesian grid or zipped lists), picks the fast
 eigenbasis path for the normalised quadratic (:mod:`simulate.fast_quadratic`) or the generic
 engine (:mod:`simulate.engine`) and returns one :class:`~simulate.engine.Trajectory` with all
-configurations as columns. :func:`classify` labels each configuration by its behaviour (:data:`BEHAVIOURS`) for a phase diagram
-over :math:`(\eta, \lambda)`.
+configurations as columns. :func:`classify` labels each configuration by its behaviour
+(:data:`BEHAVIOURS`) for a phase diagram over :math:`(\eta, \lambda)`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from analysis.periods import PeriodReport, detect_periods, tail_start
-from simulate.engine import RECORDABLE, Trajectory, run
+from simulate.engine import RECORDABLE, Trajectory, check_run_memory, run
 from simulate.fast_quadratic import run_fast
 from simulate.objectives import NormalizedQuadratic, Objective, make_objective
 
@@ -91,6 +91,8 @@ def sweep(objective="quadratic", eta=1.0, lam=1e-3, seeds=(0,), *, steps: int = 
     if method == "fast" and not fast_ok:
         raise ValueError("the fast path needs the quadratic objective and optimizer='sgd'")
     use_fast = fast_ok and method != "generic"
+    check_run_memory(cfg["eta"].size, obj.dim, steps, record_every, len(tuple(record)),
+                     np.dtype(dtype or (np.float32 if use_fast else np.float64)).itemsize)   # before x0
     x0 = obj.init(cfg["seed"], norm=init_norm)
     kw = dict(steps=steps, momentum=cfg["momentum"], noise=cfg["noise"], seeds=cfg["seed"],
               record=record, record_every=record_every, progress=progress)

@@ -24,10 +24,10 @@ import numpy as np
 
 from cli import CliParser, Progress, cli_fail, os_error_line, writable_dir, write_csv, write_json, write_npz
 from simulate.compare import compare_with_theory, format_table, write_comparison
-from simulate.engine import OPTIMIZERS, Trajectory
+from simulate.engine import OPTIMIZERS, Trajectory, check_run_memory
 from simulate.objectives import OBJECTIVES, NormalizedQuadratic, make_objective
 from simulate.plots import plot_trajectory, settings_left_out
-from simulate.sweep import make_grid, period_reports, sweep
+from simulate.sweep import period_reports, sweep
 from theory.stability import critical_effective_lr
 
 PROG = "python -m simulate.toy"
@@ -187,10 +187,17 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
     t_start = time.perf_counter()
-    obj = _objective(args)
+    try:
+        obj = _objective(args)
+    except ValueError as exc:                 # e.g. a batch size the data set cannot give
+        cli_fail(PROG, str(exc).replace("batch_size", "--batch-size"))
     noise = args.noise if args.noise is not None else ([1e-8] if args.objective == "quadratic" else [0.0])
+    n_cfg = len(args.eta) * len(args.lam) * len(args.momentum) * len(noise) * args.seeds
+    try:
+        check_run_memory(n_cfg, obj.dim, args.steps, args.record_every)
+    except MemoryError as exc:
+        cli_fail(PROG, str(exc))
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
-    n_cfg = make_grid(args.eta, args.lam, seeds, args.momentum, noise)["eta"].size
     folder = writable_dir(PROG, args.out or Path("runs") / f"toy-{args.objective}-{datetime.now():%Y%m%d-%H%M%S}")
     bar = Progress(args.steps, desc=f"{args.objective} x{n_cfg}", enabled=None if not args.quiet else False)
     with bar:

@@ -121,7 +121,8 @@ def test_sources_cite_only_documents_in_the_repository():
     assert not bad
     cited = {str(p.relative_to(ROOT)) for p in _tracked_text_files()
              if p.exists() and "paper_setup.md" in p.read_text(errors="ignore")}
-    assert {"nets/data/__init__.py", "nets/models.py", "nets/data/augment.py", "nets/monitor/si.py", "theory/invariance.py"} <= cited
+    assert {"nets/data/__init__.py", "nets/models.py", "nets/data/augment.py", "nets/monitor/si.py",
+            "theory/invariance.py"} <= cited
 
 
 def test_paper_setup_states_the_constants_the_code_uses():

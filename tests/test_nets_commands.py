@@ -92,3 +92,27 @@ def test_paper_check_stops_every_run_at_the_deadline(tmp_path):
     row = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"][0]
     # stopped mid-run, or (on a badly overloaded machine) before training began: never run to the end
     assert ("note" in row) or (not row["completed"] and row["iters"] > 0), (row, p.stdout)
+
+
+def test_a_sweep_counts_only_the_runs_that_finished(tmp_path, monkeypatch, capsys):
+    """Runs that stopped early (completed: false) are not counted as done."""
+    import nets.training.sweep as sweep_lib
+    from nets import sweep
+    from nets.training.run import run_training
+
+    def stopped_early(cfg, run_dir):
+        run_training(cfg, run_dir=run_dir, stop_after=4)
+        return True                                   # as if the caller went on: the rows must tell
+    monkeypatch.setattr(sweep_lib, "run_or_resume", stopped_early)
+    assert sweep.main([*TINY, "--lrs", "0.5", "1", "--iters", "12", "--record-every", "2",
+                       "--sweep-dir", str(tmp_path / "sw")]) == 0
+    out = capsys.readouterr().out
+    assert "0/2 runs finished" in out
+
+
+@pytest.mark.slow
+def test_publish_copies_any_figure(tmp_path):
+    from paper_figures.__main__ import main
+
+    assert main(["phase", "--quick", "--out", str(tmp_path / "out"), "--publish", str(tmp_path / "pub")]) == 0
+    assert {p.name for p in (tmp_path / "pub").iterdir()} == {"phase.png", "phase.json"}

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CIFAR_SETS", "ImageData", "DataError", "load_data", "load_digits", "load_cifar", "make_synthetic",
+__all__ = ["CIFAR_SETS", "DATA_SHAPES", "NATIVE_SIZE", "TRAIN_IMAGES", "check_image_size", "check_data",
+           "cifar_source", "ImageData", "DataError", "load_data", "load_digits", "load_cifar", "make_synthetic",
            "write_fake_cifar", "resolve_data_dir", "subset", "read_cifar_uint8", "CIFAR_MEAN", "CIFAR_STD", "DATA_DIR_ENV"]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -183,24 +184,36 @@ def _cifar_arrays(paths: list[Path], label_key: bytes, classes: int, hint: str):
     return x, torch.from_numpy(np.concatenate(ys))
 
 
-def read_cifar_uint8(name: str, data_dir=None):
-    """``(x_train, y_train, x_test, y_test)`` of CIFAR-10/100 as stored: uint8 images
-    N x 3 x 32 x 32 and int64 labels, from ``data_dir`` (the extracted folder or its parent, python
-    format; or a ``.npz`` pack of :mod:`nets.data.pack`); ``None``: ``$SIBN_DATA_DIR``."""
-    spec = CIFAR_SETS[name]
-    hint = cifar_hint(name)
+def cifar_source(name: str, data_dir=None) -> tuple[str, Path]:
+    """Where CIFAR ``name`` is, without reading it: ``("pack", file)`` or ``("folder", folder)``.
+    Raises :class:`DataError` (one line: what is missing and how to get it)."""
+    spec, hint = CIFAR_SETS[name], cifar_hint(name)
     data_dir = resolve_data_dir(data_dir)
     if data_dir is None:
         raise DataError(f"{name} needs --data-dir (or ${DATA_DIR_ENV}); {hint}")
     where = Path(data_dir)
     if where.suffix == ".npz" and where.is_file():
-        from nets.data.pack import read_pack
-
-        return read_pack(where, name)
+        return "pack", where
+    if where.is_file():
+        raise DataError(f"--data-dir {where} is a file: it expects a folder holding {spec['folder']}/ (or that "
+                        "folder itself), or a .npz pack written by `python -m nets.data pack`")
     folder = where if (where / spec["test"][0]).exists() else where / spec["folder"]
     missing = [f for f in cifar_files(name) if not (folder / f).is_file()]
     if missing:
         raise DataError(f"{name} not found in {where} (missing {', '.join(missing)}); {hint}")
+    return "folder", folder
+
+
+def read_cifar_uint8(name: str, data_dir=None):
+    """``(x_train, y_train, x_test, y_test)`` of CIFAR-10/100 as stored: uint8 images
+    N x 3 x 32 x 32 and int64 labels, from ``data_dir`` (the extracted folder or its parent, python
+    format; or a ``.npz`` pack of :mod:`nets.data.pack`); ``None``: ``$SIBN_DATA_DIR``."""
+    spec, hint = CIFAR_SETS[name], cifar_hint(name)
+    kind, folder = cifar_source(name, data_dir)
+    if kind == "pack":
+        from nets.data.pack import read_pack
+
+        return read_pack(folder, name)
     _read_pickle(folder / spec["meta"], hint)
     x_tr, y_tr = _cifar_arrays([folder / f for f in spec["train"]], spec["label_key"],
                                spec["classes"], hint)
@@ -262,8 +275,54 @@ def subset(data: ImageData, n_train: int = 0, n_test: int = 0) -> ImageData:
                      data.mean, data.std, data.num_classes)
 
 
+#: images and channels of each data set as loaded (all of it is resized before any subset is taken)
+DATA_SHAPES = {"digits": (1797, 1), "cifar10": (60000, 3), "cifar100": (60000, 3), "synthetic": (768, 3)}
+#: native image size of each data set
+NATIVE_SIZE = {"digits": 8, "cifar10": 32, "cifar100": 32, "synthetic": 8}
+
+
+def check_image_size(dataset: str, image_size: int) -> None:
+    """Refuse (``DataError``, one line) an image size whose resized float32 images cannot fit in the
+    available memory, before anything is loaded."""
+    from cli.resources import check_memory
+
+    n, channels = DATA_SHAPES[dataset]
+    try:
+        check_memory(4.0 * n * channels * image_size ** 2,
+                     f"{dataset} at {image_size}x{image_size} ({n:,} images x {channels} channel(s), float32)",
+                     f"use a smaller --image-size (native: {NATIVE_SIZE[dataset]})")
+    except MemoryError as exc:
+        raise DataError(str(exc)) from None
+
+
+#: training images of each data set (a pack's own count is known only once it is read)
+TRAIN_IMAGES = {"digits": 1797 - round(0.2 * 1797), "cifar10": 50000, "cifar100": 50000, "synthetic": 512}
+
+
+def _check_batch(name: str, n_train: int, batch_size: int) -> None:
+    if n_train < batch_size:
+        raise DataError(f"{name} has {n_train} training images, fewer than one batch of {batch_size}; "
+                        "lower --batch-size")
+
+
+def check_data(config) -> None:
+    """All that can be checked of the data a :class:`nets.TrainConfig` asks for without loading
+    it (a command calls it before it makes any folder): the image size fits in memory, CIFAR is
+    where ``data_dir`` says, one batch fits in the training set. Raises :class:`DataError`."""
+    if config.image_size is not None:
+        check_image_size(config.dataset, config.image_size)
+    pack = False
+    if config.dataset in CIFAR_SETS:
+        pack = cifar_source(config.dataset, config.data_dir)[0] == "pack"
+    if not pack:
+        n = TRAIN_IMAGES[config.dataset]
+        _check_batch(config.dataset, min(n, config.train_subset or n), config.batch_size)
+
+
 def load_data(config) -> ImageData:
-    """The data set a :class:`nets.TrainConfig` asks for (on the CPU; move it with ``.to``)."""
+    """The data set a :class:`nets.TrainConfig` asks for (on the CPU; move it with ``.to``),
+    after :func:`check_data`."""
+    check_data(config)
     size = config.image_size
     if config.dataset == "digits":
         data = load_digits(size or 16, seed=config.data_seed)
@@ -272,7 +331,5 @@ def load_data(config) -> ImageData:
     else:
         data = make_synthetic(size or 8, seed=config.data_seed)
     data = subset(data, config.train_subset, getattr(config, "test_subset", 0))
-    if data.x_train.shape[0] < config.batch_size:
-        raise DataError(f"{data.name} has {data.x_train.shape[0]} training images, fewer than one "
-                        f"batch of {config.batch_size}; lower --batch-size")
+    _check_batch(data.name, data.x_train.shape[0], config.batch_size)
     return data

@@ -3,6 +3,7 @@
 Modules, from the bottom up:
 
 =============  ==================================================================================
+``calls``      run any model on an example batch: tensor / dict / several inputs, any output, no dropout
 ``si``         find a model's scale-invariant parameters by testing (individually and jointly SI)
 ``sharpness``  top Hessian eigenvalue of the loss on the SI sphere (Lanczos), fixed probe batches
 ``metrics``    the recorded quantities (norms, effective LR, angular update) and their ``Recorder``
@@ -17,8 +18,9 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: see theory/__init__.py
 
+from nets.monitor.calls import ExampleBatchError  # noqa: E402
 from nets.monitor.metrics import TrainingDiverged  # noqa: E402
 from nets.monitor.si import NoSIParameters, SIGroups, find_si_groups  # noqa: E402
 from nets.monitor.simonitor import SIMonitor  # noqa: E402
 
-__all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters", "SIGroups", "find_si_groups"]
+__all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters", "ExampleBatchError", "SIGroups", "find_si_groups"]

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from analysis.report import RunInfo, analyse_run
-from cli import write_csv, write_json, write_npz
+from cli import write_csv, write_json, write_manifest, write_npz
 from nets.monitor.state import analysis_window, classify_state, ratio_state, rms
 from nets.monitor.theory import Hyper, effective_lr, equilibrium
 
@@ -132,7 +132,7 @@ def analyse_monitor(mon) -> dict:
 def write_monitor_outputs(out, mon, summary: dict) -> None:
     """``metrics.csv``/``metrics.npz`` (steps, equilibrium series, per-tensor series),
     ``periods.json`` (periods, regime, SI groups, hyper-parameters, per-tensor rows),
-    ``layers.csv``, ``sharpness.csv`` (if measured) and ``plot.png`` into folder ``out``."""
+    ``layers.csv``, ``sharpness.csv`` (if measured), ``plot.png`` and their ``SHA256SUMS`` into folder ``out``."""
     from nets.plots import plot_monitor
 
     steps, _, _ = mon.recorder.arrays()
@@ -149,4 +149,5 @@ def write_monitor_outputs(out, mon, summary: dict) -> None:
     write_json(out / "periods.json", {k: v for k, v in summary.items() if k not in ("series", "period_report")})
     if len(steps["iteration"]) > 1:
         plot_monitor(out / "plot.png", steps, series, summary, sharpness=sharp or None)
+    write_manifest(out, ("metrics.csv", "sharpness.csv", "metrics.npz", "layers.csv", "periods.json", "plot.png"))
 

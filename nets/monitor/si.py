@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from nets.monitor.calls import PREFIX, ModelCall
 from theory.invariance import find_scale_invariant_params
 
 __all__ = ["SIGroups", "NoSIParameters", "find_si_groups", "joint_si_violation"]
@@ -130,20 +131,29 @@ def _generic_point(model: nn.Module, seed: int = 0) -> nn.Module:
     return m
 
 
-def find_si_groups(model: nn.Module, inputs: torch.Tensor, *, rtol: float = 1e-6) -> SIGroups:
+def find_si_groups(model: nn.Module, inputs=None, *, rtol: float = 1e-6, args: tuple | None = None,
+                   output=None) -> SIGroups:
     """Split the model's parameters into the SI group, the other trainable ones and frozen ones.
 
-    ``inputs`` is a small batch (a few images; BN needs more than one). The model is not
-    modified; the tests run on a copy at a generic point (:func:`_generic_point`). See the
-    module docstring for the procedure.
+    ``inputs`` is a small batch (a few images; BN needs more than one): a tensor, a dict of keyword
+    inputs, or a loader's ``(inputs, targets)`` pair; several positional inputs go in ``args``.
+    ``output`` picks the output to test when the model returns a dict or tuple (default: all its
+    floating-point tensors). Dropout is off during the tests (:mod:`nets.monitor.calls`). The
+    model is not modified; the tests run on a copy at a generic point (:func:`_generic_point`).
+    See the module docstring for the procedure. Raises
+    :class:`nets.monitor.calls.ExampleBatchError` (one line) when the model cannot run on the batch.
     """
+    call = ModelCall.wrap(model, inputs, args=args, output=output)
     threads = torch.get_num_threads()
     if sum(p.numel() for p in model.parameters()) < 1_000_000:
         torch.set_num_threads(1)  # small float64 tests: extra threads only add contention
     try:
-        return _find_si_groups(_generic_point(model), inputs.detach().cpu(), rtol)
+        groups = _find_si_groups(_generic_point(call), torch.zeros(1), rtol)
     finally:
         torch.set_num_threads(threads)
+    strip = lambda names: [n[len(PREFIX):] for n in names]   # noqa: E731 -- the wrapper's prefix
+    return SIGroups(si=strip(groups.si), individual=strip(groups.individual), other=strip(groups.other),
+                    frozen=strip(groups.frozen), inert=strip(groups.inert))
 
 
 def _find_si_groups(model: nn.Module, inputs: torch.Tensor, rtol: float) -> SIGroups:

@@ -35,12 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.online import StreamingPeriodDetector
+from nets.monitor.calls import ExampleBatchError
 from nets.monitor.metrics import Recorder, SIWatch, StepProbe, StepRecord, TrainingDiverged
 from nets.monitor.sharpness import SharpnessProbe
 from nets.monitor.si import NoSIParameters, SIGroups, find_si_groups
 from nets.monitor.theory import Hyper, effective_lr, read_hyper
 
-__all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters"]
+__all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters", "ExampleBatchError"]
 
 
 def _scalar(v, device) -> torch.Tensor:
@@ -52,7 +53,7 @@ def _scalar(v, device) -> torch.Tensor:
     return torch.tensor(float(v), device=device)
 
 
-def _resolve_groups(model: nn.Module, example_batch, si_groups) -> SIGroups:
+def _resolve_groups(model: nn.Module, example_batch, si_groups, example_args=None, output=None) -> SIGroups:
     if isinstance(si_groups, SIGroups):
         return si_groups
     named = dict(model.named_parameters())
@@ -62,12 +63,13 @@ def _resolve_groups(model: nn.Module, example_batch, si_groups) -> SIGroups:
         if unknown:
             raise ValueError(f"SIMonitor: {unknown} are not parameters of the model")
         return SIGroups(si=names, individual=names, other=[n for n in named if n not in names])
-    if example_batch is None:
+    if example_batch is None and example_args is None:
         raise ValueError("SIMonitor needs example_batch (a few training inputs) to find the scale-invariant "
                          "parameters by testing, or si_groups=[parameter names]")
-    if isinstance(example_batch, (tuple, list)):
-        example_batch = example_batch[0]
-    return find_si_groups(model, example_batch)
+    try:
+        return find_si_groups(model, example_batch, args=example_args, output=output)
+    except ExampleBatchError as exc:
+        raise ExampleBatchError(f"SIMonitor: {exc}") from None
 
 
 class SIMonitor:
@@ -78,8 +80,15 @@ class SIMonitor:
     model : nn.Module
     optimizer : torch.optim.Optimizer
         Any ``torch.optim`` optimizer; each SI tensor's hyper-parameters are read from its group.
-    example_batch : tensor, optional
-        A few inputs (more than one: BN needs a batch) for the SI test.
+    example_batch : tensor, dict or (inputs, targets), optional
+        A few training inputs (more than one: BatchNorm needs a batch) for the SI test: a tensor
+        (``model(x)``), a dict (``model(**inputs)``) or a loader's ``(inputs, targets)`` pair.
+    example_args : tuple, optional
+        Instead of ``example_batch``: several positional inputs, ``model(*example_args)``.
+    output : key, index or callable, optional
+        Which output to test when the model returns a dict, tuple or dataclass (default: all its
+        floating-point tensors). Dropout is off during the test; the model's own modes are
+        untouched (the test runs on copies, :mod:`nets.monitor.calls`).
     log_every : int
         Record every this many optimizer steps (and at ``last_step``).
     out : path, optional
@@ -116,14 +125,14 @@ class SIMonitor:
                  steps_per_epoch: int | None = None, last_step: int | None = None, norm_scale=None,
                  sharpness_every: int = 0, sharpness_from: int = 0, sharpness_batches=None, loss_fn=None,
                  sharpness_iters: int = 30, sharpness_seed: int = 0, detect_every: int | str = "auto",
-                 run_info=None, verbose: bool = True):
+                 run_info=None, example_args: tuple | None = None, output=None, verbose: bool = True):
         if int(log_every) != log_every or log_every < 1:
             raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer, self.log_every = model, optimizer, int(log_every)
         self.out = Path(out) if out is not None else None
-        self.groups = _resolve_groups(model, example_batch, si_groups)
+        self.groups = _resolve_groups(model, example_batch, si_groups, example_args, output)
         named = dict(model.named_parameters())
         if not self.groups.si:
             n = sum(p.requires_grad for p in model.parameters())
@@ -153,6 +162,8 @@ class SIMonitor:
         self.diverged: str | None = None
         self._probe = self._pending = None
         self._stepped = self._warned = self._closed = False
+        self._loss_first: bool | None = None        # mon.step(loss) before optimizer.step()? (first call)
+        self._held = (None, None, None)             # that loss, for the step that follows
         self._handles = [optimizer.register_step_pre_hook(self._pre_step),
                          optimizer.register_step_post_hook(self._post_step)]
         if verbose:
@@ -214,11 +225,27 @@ class SIMonitor:
         Call it after ``optimizer.step()``. Returns the recorded
         :class:`nets.monitor.metrics.StepRecord` on recorded steps, else None. Raises
         :class:`TrainingDiverged` when the loss or the SI norm is not finite.
+
+        Called *before* ``optimizer.step()`` instead (found at the first call, which then comes
+        before any optimizer step; said once in a warning), each loss is held for the optimizer
+        step that follows, so it is still attributed to the right iteration.
         """
+        if self._loss_first is None:                # the first call tells the loop's order
+            self._loss_first = not self._stepped
+            if self._loss_first:
+                warnings.warn("SIMonitor.step() was called before optimizer.step(): each loss is kept for the "
+                              "optimizer step that follows it; call mon.step(loss) after optimizer.step() to "
+                              "make the order explicit", stacklevel=2)
+                self._held = (loss, accuracy, epoch)
+                return None
+        if self._loss_first:
+            held, self._held = self._held, (loss, accuracy, epoch)
+            self._stepped = False
+            return None if self._pending is None else self._finalize(*held)
         if not self._stepped:
             if not self._warned:
-                warnings.warn("SIMonitor.step() called without an optimizer step since the last call; "
-                              "call it after optimizer.step()", stacklevel=2)
+                warnings.warn("SIMonitor.step() called twice without an optimizer step in between; "
+                              "call it once after each optimizer.step()", stacklevel=2)
                 self._warned = True
             return None
         self._stepped = False
@@ -251,9 +278,10 @@ class SIMonitor:
         return row
 
     def flush(self) -> None:
-        """Record a pending step that got no :meth:`step` call (its loss stays NaN)."""
+        """Record a pending step (with the loss held for it, or a NaN loss if it got none)."""
         if self._pending is not None:
-            self._finalize(None, None, None)
+            held, self._held = (self._held if self._loss_first else (None, None, None)), (None, None, None)
+            self._finalize(*held)
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:

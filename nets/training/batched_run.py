@@ -13,6 +13,7 @@ checkpoint; :func:`run_batched_in_dirs` continues them (``python -m nets.sweep -
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -20,7 +21,8 @@ import torch
 from cli import Progress, stop_on_signals, write_json
 from nets.data import load_data
 from nets.training.batched import BatchedTrainer, check_batchable
-from nets.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from nets.training.checkpoint import CHECKPOINT_NAME, has_checkpoint, save_checkpoint
+from nets.training.lock import run_dir_lock
 from nets.training.run import RunResult, describe_run, finish_run, new_run_dir, resume_config, set_threads
 from nets.training.trainer import Trainer, resolve_device
 
@@ -71,9 +73,14 @@ def run_batched(configs, run_dirs=None, *, write: bool = True, stop_after: int |
     check_batchable(configs)
     device = resolve_device(configs[0].device)
     previous_threads = torch.get_num_threads()
+    if write and run_dirs is None:
+        run_dirs = [new_run_dir(c) for c in configs]
     try:
-        threads = set_threads(configs[0], device)
-        return _run(configs, device, threads, run_dirs, write, stop_after, states)
+        with ExitStack() as held:                           # one process per run directory
+            for d in run_dirs if write else []:
+                held.enter_context(run_dir_lock(d))
+            threads = set_threads(configs[0], device)
+            return _run(configs, device, threads, run_dirs, write, stop_after, states)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -86,7 +93,7 @@ def _run(configs, device, threads, run_dirs, write, stop_after, states) -> list[
             tr.load_state_dict(state)
     dirs = [None] * len(configs)
     if write:
-        dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [new_run_dir(c) for c in configs]
+        dirs = [Path(d) for d in run_dirs]
         for d, c, tr in zip(dirs, configs, trainers):
             d.mkdir(parents=True, exist_ok=True)
             write_json(d / "config.json", describe_run(c, tr, device, threads))
@@ -153,7 +160,7 @@ def run_batched_in_dirs(configs, run_dirs) -> list[RunResult]:
     """
     todo, states = [], []
     for cfg, d in zip(configs, run_dirs):
-        if (Path(d) / CHECKPOINT_NAME).exists():
+        if has_checkpoint(d):
             cfg, payload = resume_config(d, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet)
             states.append(payload["trainer"])
         else:

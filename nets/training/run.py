@@ -19,12 +19,16 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
 * ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.monitor.sharpness.SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
 * ``equilibrium.png`` -- norm, effective LR and angular update against their equilibrium values;
-* ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end).
+* ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end),
+  checksummed, with the one before it as ``checkpoint.prev.pt`` (:mod:`nets.training.checkpoint`);
+* ``SHA256SUMS``   -- SHA-256 of every result file above (``sha256sum -c SHA256SUMS`` checks them);
+* ``.lock``        -- while a process trains in the directory (:mod:`nets.training.lock`).
 """
 from __future__ import annotations
 
-import os
 import time
+import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,14 +38,30 @@ import torch
 
 from analysis.forecast import forecast_destabilisations
 from analysis.report import analyse_run, stability_at_destabilisations
-from cli import Progress, stop_on_signals, write_csv, write_json, write_npz
+from cli import (
+    Progress,
+    remove_temporaries,
+    stop_on_signals,
+    usable_cores,
+    write_csv,
+    write_json,
+    write_manifest,
+    write_npz,
+)
 from nets.config import TrainConfig
 from nets.data import load_data
 from nets.monitor.si import SIGroups
-from nets.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from nets.training.checkpoint import CHECKPOINT_NAME, has_checkpoint, load_run_checkpoint, save_checkpoint
+from nets.training.lock import run_dir_lock
 from nets.training.trainer import Trainer, TrainingDiverged, resolve_device
 
-__all__ = ["RunResult", "RunAborted", "run_training", "resume_training", "resume_config", "finish_run",
+#: a run measures its speed after this many seconds and warns if what is left would take LONG_RUN_S
+LENGTH_CHECK_S, LONG_RUN_S = 10.0, 86400.0
+#: the result files of a run directory (those present are listed in its SHA256SUMS)
+RUN_FILES = ("config.json", "metrics.csv", "evals.csv", "sharpness.csv", "metrics.npz", "periods.json", "layers.csv",
+             "plot.png", "equilibrium.png")
+
+__all__ = ["RUN_FILES", "RunResult", "RunAborted", "run_training", "resume_training", "resume_config", "finish_run",
            "new_run_dir", "set_threads", "describe_run"]
 
 
@@ -84,8 +104,15 @@ class RunAborted(KeyboardInterrupt):
 
 
 def set_threads(config: TrainConfig, device: torch.device) -> int:
-    """Cap CPU threads: ``config.threads`` if set, else the usable cores (at most 8)."""
-    n = config.threads or min(len(os.sched_getaffinity(0)), 8)
+    """Cap CPU threads: ``config.threads`` if set, else the usable cores (at most 8). More threads
+    than cores is allowed, with a warning: they oversubscribe the cores (measured 60x slower on a
+    loaded 2-core machine)."""
+    cores = usable_cores()
+    if config.threads > cores:
+        warnings.warn(f"threads = {config.threads} is more than the {cores} usable CPU cores: the threads "
+                      f"oversubscribe them (measured 60x slower on a loaded machine); use {cores} or fewer",
+                      stacklevel=2)
+    n = config.threads or min(cores, 8)
     if device.type == "cpu" or config.threads:
         torch.set_num_threads(n)
     return torch.get_num_threads()
@@ -145,6 +172,7 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
                  eff_lr_label="effective LR $\\eta/\\rho$" if adaptive else "effective LR $\\eta/\\rho^2$")
         if mon:
             plot_monitor(run_dir / "equilibrium.png", result.steps, series, mon, sharpness=result.sharpness)
+    write_manifest(run_dir, RUN_FILES)              # SHA256SUMS: what a later reader can verify
 
 
 def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, write: bool = True,
@@ -175,9 +203,10 @@ def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, writ
     run_dir = new_run_dir(config) if created else run_dir   # fails early when the output is unwritable
     previous_threads = torch.get_num_threads()
     try:
-        return _run(config, device, set_threads(config, device), run_dir, write, stop_after, _state)
+        with run_dir_lock(run_dir) if write else nullcontext():    # one process per run directory
+            return _run(config, device, set_threads(config, device), run_dir, write, stop_after, _state)
     except KeyboardInterrupt as exc:
-        resumable = write and (Path(run_dir) / CHECKPOINT_NAME).exists()
+        resumable = write and has_checkpoint(run_dir)
         raise RunAborted(Path(run_dir) if resumable else None) from exc
     finally:
         torch.set_num_threads(previous_threads)   # the cap holds for the run only
@@ -195,6 +224,7 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     if write:
         run_dir = Path(run_dir)            # run_training made a new one when none was given
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(run_dir)        # left by a killed write (we hold the directory's lock)
         write_json(run_dir / "config.json", describe_run(config, trainer, device, threads))
     else:
         run_dir = None
@@ -207,11 +237,20 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     start_it, t0 = trainer.iteration, time.perf_counter()
     bar = Progress(until - start_it, desc=f"{config.model}/{config.dataset}",
                    enabled=False if config.quiet else None)
-    last = [start_it]
+    last, warned = [start_it], [False]
 
     def on_record(row):
         bar.update(trainer.iteration - last[0], postfix=f"loss {row.train_loss:.3g} rho {row.si_norm_equiv:.3g}")
         last[0] = trainer.iteration
+        elapsed = time.perf_counter() - t0
+        if not warned[0] and elapsed > LENGTH_CHECK_S:
+            warned[0] = True
+            rate = (trainer.iteration - start_it) / elapsed
+            left = (trainer.total_iters - trainer.iteration) / max(rate, 1e-9)
+            if left > LONG_RUN_S:
+                warnings.warn(f"at {rate:.3g} it/s the {trainer.total_iters - trainer.iteration:,} iterations left "
+                              f"take ~{left / 86400:.1f} days; Ctrl-C stops the run with a checkpoint (continue "
+                              "it with --resume)", stacklevel=2)
 
     diverged = None
     with bar, stop_on_signals(trainer):
@@ -275,24 +314,30 @@ def finish_run(trainer: Trainer, device: torch.device, run_dir: Path | None, *, 
 
 
 def resume_training(run_dir: str | Path, *, iters: int | None = None, epochs: int | None = None,
-                    device: str | None = None, quiet: bool | None = None,
+                    device: str | None = None, quiet: bool | None = None, threads: int | None = None,
                     stop_after: int | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its checkpoint (optionally extending its length).
 
-    The checkpoint's config is authoritative; only the length, the device string and
-    ``quiet`` may change. Metrics recorded before the checkpoint are kept; later ones are
-    re-recorded identically.
+    The checkpoint's config is authoritative; only the length, the device string, the CPU
+    ``threads`` and ``quiet`` may change (none of them is part of what the run is; another thread
+    count can round the resumed part differently, as kernels split their work differently).
+    Metrics recorded before the checkpoint are kept; later ones are re-recorded identically.
     """
-    cfg, payload = resume_config(run_dir, iters=iters, epochs=epochs, device=device, quiet=quiet)
+    cfg, payload = resume_config(run_dir, iters=iters, epochs=epochs, device=device, quiet=quiet, threads=threads)
     return run_training(cfg, run_dir=run_dir, stop_after=stop_after, _state=payload["trainer"])
 
 
 def resume_config(run_dir: str | Path, *, iters: int | None = None, epochs: int | None = None,
-                  device: str | None = None, quiet: bool | None = None) -> tuple[TrainConfig, dict]:
+                  device: str | None = None, quiet: bool | None = None,
+                  threads: int | None = None) -> tuple[TrainConfig, dict]:
     """The config to continue the run in ``run_dir`` with (its checkpoint's, with the length,
-    device string and ``quiet`` replaced where given) and the checkpoint payload."""
+    device string and ``quiet`` replaced where given) and the checkpoint payload: the newest
+    intact checkpoint (:func:`nets.training.checkpoint.load_run_checkpoint`; a fallback to the
+    previous one is said in a warning)."""
     run_dir = Path(run_dir)
-    payload = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    payload, note = load_run_checkpoint(run_dir)
+    if note:
+        warnings.warn(note, stacklevel=2)
     cfg = TrainConfig.from_dict(payload["config"])
     if iters is not None:
         cfg.iters, cfg.epochs = int(iters), 0
@@ -302,6 +347,8 @@ def resume_config(run_dir: str | Path, *, iters: int | None = None, epochs: int 
         cfg.device = device
     if quiet is not None:
         cfg.quiet = quiet
+    if threads is not None:
+        cfg.threads = int(threads)
     if resolve_device(cfg.device).type != payload["device_type"]:
         raise ValueError(f"checkpoint was written on {payload['device_type']}; resume it on the same "
                          f"kind of device (--device {payload['device_type']})")

@@ -14,7 +14,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from cli import write_csv, write_json
+from cli import verify_manifest, write_csv, write_json
 from nets.config import TrainConfig
 
 ROW_KEYS = ("lr", "wd", "eta_lam", "iters", "images_per_s", "n_periods", "mean_length", "std_length", "norm_ratio",
@@ -77,15 +77,19 @@ def run_tag(cfg: TrainConfig) -> str:
 
 
 def is_finished(run_dir: str | Path) -> bool:
-    """True when the run in ``run_dir`` has completed or diverged (nothing left to train)."""
+    """True when the run in ``run_dir`` has completed or diverged (nothing left to train) and its
+    result files are intact (``SHA256SUMS``): a damaged one makes the run resume from its checkpoint,
+    which writes them again."""
     done = Path(run_dir) / "periods.json"
-    return done.exists() and any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged"))
+    if not done.exists() or verify_manifest(run_dir):
+        return False
+    return any(json.loads(done.read_text()).get(k) for k in ("completed", "diverged"))
 
 
 def run_or_resume(cfg: TrainConfig, run_dir: str | Path) -> bool:
     """Run ``cfg`` in ``run_dir``, or continue it from its checkpoint, or do nothing if it is
     finished (completed or diverged). Returns False when it was interrupted (call again)."""
-    from nets.training.checkpoint import CHECKPOINT_NAME
+    from nets.training.checkpoint import has_checkpoint
     from nets.training.run import resume_training, run_training
     from nets.training.trainer import TrainingDiverged
 
@@ -93,7 +97,7 @@ def run_or_resume(cfg: TrainConfig, run_dir: str | Path) -> bool:
     if is_finished(run_dir):
         return True
     try:
-        if (run_dir / CHECKPOINT_NAME).exists():
+        if has_checkpoint(run_dir):
             return resume_training(run_dir, iters=cfg.iters, epochs=cfg.epochs, quiet=cfg.quiet).completed
         return run_training(cfg, run_dir=run_dir).completed
     except TrainingDiverged:    # recorded as a row without periods; the sweep goes on

@@ -30,7 +30,7 @@ def run_until(configs: list, out: Path, seconds: float, *, keep_checkpoints: boo
     """Train every config concurrently for ``seconds`` of wall time; return the summary written
     (``command`` is recorded in it)."""
     from nets.plots import plot_sweep
-    from nets.training.checkpoint import CHECKPOINT_NAME
+    from nets.training.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
     from nets.training.sweep import ROW_KEYS, sweep_row
 
     out = Path(out)
@@ -63,7 +63,8 @@ def run_until(configs: list, out: Path, seconds: float, *, keep_checkpoints: boo
             continue
         rows.append(sweep_row(cfg, run_dir))
         if not keep_checkpoints:
-            (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+            for name in (CHECKPOINT_NAME, PREVIOUS_NAME):
+                (run_dir / name).unlink(missing_ok=True)
     done = [r for r in rows if "note" not in r]
     device = device_name(configs[0])
     summary = {"command": command, "device": device, "wall_s": wall, "budget_s": seconds, "interrupted": interrupted,
