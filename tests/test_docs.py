@@ -144,3 +144,24 @@ def test_ci_runs_exactly_the_readme_test_command():
           if line.strip() and not line.startswith("#")]
     assert install.startswith("pip install -e '.[dev]'") and "python -m simulate.toy" in install
     assert tests in ci and tests.startswith("python -m pytest")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/nets.md"])
+def test_the_simonitor_example_runs_as_written(doc, tmp_path, monkeypatch):
+    """The copy-paste example of SIMonitor, run on a small BN network and loader of its own."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import textwrap
+
+    paragraph = next(p for p in (ROOT / doc).read_text().split("\n\n") if "with SIMonitor(" in p)
+    block = textwrap.dedent("\n".join(line for line in paragraph.splitlines() if not line.startswith("```")))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-3)
+    data = [(torch.randn(16, 6), torch.randint(0, 3, (16,))) for _ in range(30)]
+    monkeypatch.chdir(tmp_path)
+    exec(block, {"model": model, "optimizer": optimizer, "x": data[0][0], "loader": data, "F": F})
+    written = {p.name for p in (tmp_path / "runs" / "mine").iterdir()}
+    assert {"metrics.csv", "periods.json", "layers.csv", "SHA256SUMS"} <= written

@@ -76,3 +76,12 @@ def test_helpers_and_table():
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["tensor", "SI", "numel"] and lines[-1] == "regime: x -- y"
     assert "slower" in lines[2] and lines[2].split()[6] == "-"           # NaN shown as "-"
+
+
+def test_the_table_says_what_each_number_is():
+    row = {"name": "w", "si": "individual", "numel": 9, "norm": 1.0, "eq_norm": 2.0, "eff_lr": 0.1, "eq_eff_lr": 0.2,
+           "eff_grad_norm": 0.5, "angular_update": 0.01, "eq_angular_update": 0.02, "ratio": 0.5, "state": "slower"}
+    text = format_table([row], {"regime": "x", "reason": "y"}, {"from": 800, "to": 990, "records": 20})
+    legend = text.splitlines()[-2]
+    assert "RMS over the analysis window (iterations 800-990, 20 records)" in legend
+    assert all(f"{name}" in legend for name in ("rho*", "eff_lr*", "dtheta*", "ratio = dtheta/dtheta*"))

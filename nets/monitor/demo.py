@@ -167,7 +167,7 @@ def main(argv=None) -> int:
             except (FileNotFoundError, KeyError, ValueError) as exc:
                 cli_fail(PROG, f"{d}: {exc}")
             s = runs[-1]["periods"]
-            print(f"{d} ({runs[-1]['label']}):\n{format_table(s['layers'] + [s['total']], s['regime'])}")
+            print(f"{d} ({runs[-1]['label']}):\n{format_table(s['layers'] + [s['total']], s['regime'], s.get('window'))}")
         if args.figure:
             from nets.plots import plot_compare
             print(f"wrote {plot_compare(args.figure, runs)}")
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                      quiet=args.quiet)
     except DataError as exc:
         cli_fail(PROG, str(exc))
-    print(format_table(s["layers"] + [s["total"]], s["regime"]))
+    print(format_table(s["layers"] + [s["total"]], s["regime"], s.get("window")))
     print(f"{s['iterations']} steps in {s['elapsed_s']:.0f} s; files in {args.out}/ "
           "(metrics.csv/npz, periods.json, layers.csv, plot.png)")
     return 0

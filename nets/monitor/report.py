@@ -94,6 +94,8 @@ def analyse_monitor(mon) -> dict:
     events = list(periods.get("event_iterations", []))
     eq_angle = _eq_angles(hyper_rows, len(current))
     window = analysis_window(it, events)
+    window_info = ({"from": int(it[window][0]), "to": int(it[window][-1]), "records": int(window.sum())}
+                   if window.any() else {"records": 0})
     at_window = [replace(h, lr=rms(lrs[window, g])) if window.any() else h for g, h in enumerate(current)]
     uniform = len({(h.kind, h.lr, h.wd, h.momentum, h.nesterov, h.decoupled) for h in current}) == 1
     numel = sum(mon.watch.sizes)
@@ -125,7 +127,7 @@ def analyse_monitor(mon) -> dict:
     return {"si_groups": mon.groups.to_dict(), "optimizer": [h.to_dict() for h in current],
             "iterations": mon.iteration, "records": int(n), "diverged": mon.diverged,
             "online_events": mon.detector.events, "periods": periods, "regime": regime,
-            "layers": rows, "total": total, "theory_note": note, "period_report": report,
+            "layers": rows, "total": total, "theory_note": note, "period_report": report, "window": window_info,
             "series": {"eq_si_norm": eq_norm, "eq_eff_lr": eq_eff, "eq_angular_update": total_angle}}
 
 

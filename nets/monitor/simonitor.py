@@ -162,8 +162,6 @@ class SIMonitor:
         self.diverged: str | None = None
         self._probe = self._pending = None
         self._stepped = self._warned = self._closed = False
-        self._loss_first: bool | None = None        # mon.step(loss) before optimizer.step()? (first call)
-        self._held = (None, None, None)             # that loss, for the step that follows
         self._handles = [optimizer.register_step_pre_hook(self._pre_step),
                          optimizer.register_step_post_hook(self._post_step)]
         if verbose:
@@ -226,25 +224,16 @@ class SIMonitor:
         :class:`nets.monitor.metrics.StepRecord` on recorded steps, else None. Raises
         :class:`TrainingDiverged` when the loss or the SI norm is not finite.
 
-        Called *before* ``optimizer.step()`` instead (found at the first call, which then comes
-        before any optimizer step; said once in a warning), each loss is held for the optimizer
-        step that follows, so it is still attributed to the right iteration.
+        A call before any optimizer step (a loop that calls it before ``optimizer.step()``, where
+        each loss would be recorded with the step before it) and two calls without an optimizer
+        step in between are each said once, in a warning.
         """
-        if self._loss_first is None:                # the first call tells the loop's order
-            self._loss_first = not self._stepped
-            if self._loss_first:
-                warnings.warn("SIMonitor.step() was called before optimizer.step(): each loss is kept for the "
-                              "optimizer step that follows it; call mon.step(loss) after optimizer.step() to "
-                              "make the order explicit", stacklevel=2)
-                self._held = (loss, accuracy, epoch)
-                return None
-        if self._loss_first:
-            held, self._held = self._held, (loss, accuracy, epoch)
-            self._stepped = False
-            return None if self._pending is None else self._finalize(*held)
         if not self._stepped:
             if not self._warned:
-                warnings.warn("SIMonitor.step() called twice without an optimizer step in between; "
+                first = not self.recorder.steps and self._pending is None and self._probe is None
+                warnings.warn("SIMonitor.step() was called before optimizer.step(): call it after "
+                              "optimizer.step(), or each loss is recorded with the step before it" if first else
+                              "SIMonitor.step() called twice without an optimizer step in between; "
                               "call it once after each optimizer.step()", stacklevel=2)
                 self._warned = True
             return None
@@ -278,10 +267,9 @@ class SIMonitor:
         return row
 
     def flush(self) -> None:
-        """Record a pending step (with the loss held for it, or a NaN loss if it got none)."""
+        """Record a pending step that got no :meth:`step` call (its loss stays NaN)."""
         if self._pending is not None:
-            held, self._held = (self._held if self._loss_first else (None, None, None)), (None, None, None)
-            self._finalize(*held)
+            self._finalize(None, None, None)
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:
@@ -295,7 +283,7 @@ class SIMonitor:
         """The per-tensor table with the total and the regime, as text."""
         from nets.monitor.state import format_table
         s = self.summary()
-        return format_table(s["layers"] + [s["total"]], s["regime"])
+        return format_table(s["layers"] + [s["total"]], s["regime"], s["window"])
 
     def close(self) -> dict:
         """Stop monitoring (remove the hooks), write the files to ``out`` and return :meth:`summary`."""

@@ -32,7 +32,7 @@ import numpy as np
 
 from analysis.report import find_collapse
 
-__all__ = ["STATES", "analysis_window", "rms", "ratio_state", "classify_state", "format_table"]
+__all__ = ["STATES", "analysis_window", "rms", "ratio_state", "classify_state", "format_table", "legend"]
 
 #: where a monitored run stands (:func:`classify_state`); the three regimes of training on the sphere
 #: are :data:`analysis.regimes.REGIMES`
@@ -159,8 +159,18 @@ COLUMNS = (("tensor", "name", "s"), ("SI", "si", "s"), ("numel", "numel", "d"), 
            ("dtheta*", "eq_angular_update", ".3g"), ("ratio", "ratio", ".2f"), ("state", "state", "s"))
 
 
-def format_table(rows: list[dict], regime: dict | None = None) -> str:
-    """Plain-text table of per-tensor rows (and the total as the last row), then the regime."""
+def legend(window: dict | None = None) -> str:
+    """What every number of :func:`format_table` is (one line; ``window``: its iterations and records)."""
+    where = (f"iterations {window['from']}-{window['to']}, {window['records']} records"
+             if window and window.get("records") else "the last fifth of the records after the last destabilisation")
+    return (f"rho, eff_lr, G = rho*|grad|, dtheta: RMS over the analysis window ({where}); rho*, eff_lr*: "
+            "equilibrium at the window's RMS LR and G; dtheta*: RMS of the equilibrium angle per record; "
+            "ratio = dtheta/dtheta*")
+
+
+def format_table(rows: list[dict], regime: dict | None = None, window: dict | None = None) -> str:
+    """Plain-text table of per-tensor rows (and the total as the last row), the :func:`legend` saying
+    what the numbers are, then the regime."""
     cells = [[h for h, _, _ in COLUMNS]]
     for r in rows:
         cells.append([str(r[k]) if f in ("s", "d") else _fmt(r[k], f) for _, k, f in COLUMNS])
@@ -170,6 +180,7 @@ def format_table(rows: list[dict], regime: dict | None = None) -> str:
     lines.insert(1, "-" * len(lines[0]))
     if len(rows) > 1:
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    lines.append(legend(window))
     if regime is not None:
         lines.append(f"regime: {regime['regime']} -- {regime['reason']}")
     return "\n".join(lines)
