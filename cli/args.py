@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 __all__ = ["CliParser", "NEGATIVE_NUMBER", "cli_fail", "os_error_line", "writable_dir", "pos_float",
@@ -61,11 +60,11 @@ def writable_dir(prog: str, path: str | Path) -> Path:
     location (a read-only folder, a path under a file) is a one-line error with exit status 2,
     not a traceback after the work. Returns ``Path(path)``.
     """
+    from cli.files import ensure_writable
+
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        ensure_writable(path)
     except OSError as exc:
         cli_fail(prog, f"cannot write to the output folder {path} ({exc.strerror or exc})")
     return path

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_json", "write_csv", "write_npz", "to_jsonable", "file_sha256", "write_manifest",
+__all__ = ["ensure_writable", "atomic_write", "write_json", "write_csv", "write_npz", "to_jsonable", "file_sha256", "write_manifest",
            "verify_manifest", "MANIFEST_NAME", "remove_temporaries"]
 
 
@@ -48,6 +48,16 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` (with its parents) and check that a file can be written in it, before any
+    work; raises the ``OSError`` that says why not."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+    return folder
 
 
 def atomic_write(path: str | Path, write) -> Path:

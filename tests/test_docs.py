@@ -146,22 +146,66 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert tests in ci and tests.startswith("python -m pytest")
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/nets.md"])
-def test_the_simonitor_example_runs_as_written(doc, tmp_path, monkeypatch):
-    """The copy-paste example of SIMonitor, run on a small BN network and loader of its own."""
+def _small_setup():
     import torch
     import torch.nn.functional as F
     from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
 
-    import textwrap
-
-    paragraph = next(p for p in (ROOT / doc).read_text().split("\n\n") if "with SIMonitor(" in p)
-    block = textwrap.dedent("\n".join(line for line in paragraph.splitlines() if not line.startswith("```")))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-3)
-    data = [(torch.randn(16, 6), torch.randint(0, 3, (16,))) for _ in range(30)]
+    g = torch.Generator().manual_seed(1)
+    loader = DataLoader(TensorDataset(torch.randn(480, 6, generator=g), torch.randint(0, 3, (480,), generator=g)),
+                        batch_size=16)
+    return {"model": model, "optimizer": optimizer, "x": next(iter(loader))[0], "loader": loader, "F": F}
+
+
+def _example(doc: str, marker: str) -> str:
+    """The code block (fenced, or indented by 4) of ``doc`` that holds ``marker``, dedented."""
+    import textwrap
+
+    paragraph = next(p for p in (ROOT / doc).read_text().split("\n\n") if marker in p)
+    return textwrap.dedent("\n".join(line for line in paragraph.splitlines() if not line.startswith("```")))
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/nets.md"])
+def test_the_simonitor_example_runs_as_written(doc, tmp_path, monkeypatch):
+    """The copy-paste example of SIMonitor, run on a small BN network and loader of its own."""
     monkeypatch.chdir(tmp_path)
-    exec(block, {"model": model, "optimizer": optimizer, "x": data[0][0], "loader": data, "F": F})
+    exec(_example(doc, "out=\"runs/mine\") as mon"), _small_setup())
     written = {p.name for p in (tmp_path / "runs" / "mine").iterdir()}
-    assert {"metrics.csv", "periods.json", "layers.csv", "SHA256SUMS"} <= written
+    assert {"records.csv", "metrics.csv", "periods.json", "layers.csv", "SHA256SUMS"} <= written
+
+
+def test_the_readme_tensorboard_example_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install -e '.[tensorboard]'")
+    monkeypatch.chdir(tmp_path)
+    exec(_example("README.md", "TensorBoardSink(\"runs/tb\")"), _small_setup())
+    assert list((tmp_path / "runs" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_the_readme_lightning_example_runs_as_written(tmp_path, monkeypatch):
+    lightning = pytest.importorskip("lightning", reason="the lightning extra is not installed: "
+                                                        "pip install -e '.[lightning]'")
+    import torch.nn.functional as F
+
+    setup = _small_setup()
+
+    class Module(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = setup["model"]
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return F.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return setup["optimizer"]
+
+    monkeypatch.chdir(tmp_path)
+    exec(_example("README.md", "SIMonitorCallback(out="), {"module": Module(), "loader": setup["loader"]})
+    assert (tmp_path / "runs" / "lightning" / "periods.json").is_file()

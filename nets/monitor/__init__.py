@@ -11,6 +11,8 @@ Modules, from the bottom up:
 ``simonitor``  :class:`SIMonitor`: optimizer hooks that record every ``log_every`` steps
 ``state``      the state of a run from its records: periodic / at or approaching equilibrium / ...
 ``report``     the monitor's summary table and its files (metrics.csv/npz, periods.json, plot)
+``sinks``      records as they are made: a CSV streamed to disk, TensorBoard (optional extra)
+``lightning``  ``SIMonitorCallback``: the monitor on a LightningModule (optional extra)
 ``demo``       ``python -m nets.monitor --demo``: a textbook ResNet-18 loop on CIFAR-10, monitored
 =============  ==================================================================================
 """

@@ -35,10 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.online import StreamingPeriodDetector
+from cli.files import ensure_writable
 from nets.monitor.calls import ExampleBatchError
 from nets.monitor.metrics import Recorder, SIWatch, StepProbe, StepRecord, TrainingDiverged
 from nets.monitor.sharpness import SharpnessProbe
 from nets.monitor.si import NoSIParameters, SIGroups, find_si_groups
+from nets.monitor.sinks import LAYER_QUANTITIES, CSVStream
 from nets.monitor.theory import Hyper, effective_lr, read_hyper
 
 __all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters", "ExampleBatchError"]
@@ -92,7 +94,13 @@ class SIMonitor:
     log_every : int
         Record every this many optimizer steps (and at ``last_step``).
     out : path, optional
-        Folder for :meth:`close`'s files (None: write nothing).
+        Folder for the files (None: write nothing), created and checked here: the records stream
+        into ``out/records.csv`` as they are made (flushed every ``flush_every`` records or
+        ``flush_seconds`` seconds; :class:`nets.monitor.sinks.CSVStream`) and :meth:`close` writes
+        the rest.
+    sinks : sequence, optional
+        More places for every record as it is made, e.g.
+        :class:`nets.monitor.sinks.TensorBoardSink` (:mod:`nets.monitor.sinks`).
     si_groups : SIGroups or list of names, optional
         Skip the test and use these (names: each tensor taken as individually SI).
     decoupled_weight_decay : float
@@ -125,13 +133,16 @@ class SIMonitor:
                  steps_per_epoch: int | None = None, last_step: int | None = None, norm_scale=None,
                  sharpness_every: int = 0, sharpness_from: int = 0, sharpness_batches=None, loss_fn=None,
                  sharpness_iters: int = 30, sharpness_seed: int = 0, detect_every: int | str = "auto",
-                 run_info=None, example_args: tuple | None = None, output=None, verbose: bool = True):
+                 run_info=None, example_args: tuple | None = None, output=None, sinks=(), flush_every: int = 100,
+                 flush_seconds: float = 30.0, verbose: bool = True):
         if int(log_every) != log_every or log_every < 1:
             raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer, self.log_every = model, optimizer, int(log_every)
         self.out = Path(out) if out is not None else None
+        if self.out is not None:
+            ensure_writable(self.out)          # a bad folder is found now, not after the run
         self.groups = _resolve_groups(model, example_batch, si_groups, example_args, output)
         named = dict(model.named_parameters())
         if not self.groups.si:
@@ -157,6 +168,10 @@ class SIMonitor:
             self.sharpness = SharpnessProbe(model, self.watch.params, sharpness_batches, max_iter=sharpness_iters,
                                             seed=sharpness_seed, loss_fn=loss_fn or F.cross_entropy)
         self.run_info = run_info
+        self.sinks = list(sinks)
+        if self.out is not None:
+            self.sinks.insert(0, CSVStream(self.out / "records.csv", self.names, flush_every=flush_every,
+                                           flush_seconds=flush_seconds))
         self.verbose = verbose
         self.iteration = 0
         self.diverged: str | None = None
@@ -200,15 +215,28 @@ class SIMonitor:
         return [read_hyper(self.optimizer, self.optimizer.param_groups[i], self.decoupled_weight_decay)
                 for i in self.si_group_indices]
 
-    def _pre_step(self, optimizer, args, kwargs) -> None:
+    def _pre_step(self, optimizer, args, kwargs):
         if self._pending is not None:       # the previous recorded step got no mon.step(): no loss
             self._finalize(None, None, None)
         t = self.iteration
         if self.sharpness is not None and t >= self.sharpness_from and t % self.sharpness_every == 0:
             lr = self.hypers()[self.group_of[0]].lr
             self.recorder.add_sharpness(self.sharpness.measure(t, lr))     # at x_t, before the step
-        if self._is_record(t):
+        if not self._is_record(t):
+            return None
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)    # args[0]: the optimizer
+        if closure is None:
             self._probe = (t, StepProbe(self.watch), self.hypers())
+            return None
+
+        def probing():                      # optimizer.step(closure): the gradient exists only after it
+            loss = closure()
+            if self._probe is None:
+                self._probe = (t, StepProbe(self.watch), self.hypers())
+            return loss
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": probing}
+        return (args[0], probing, *args[2:]), kwargs
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         self.iteration += 1
@@ -259,8 +287,17 @@ class SIMonitor:
         if bad is not None:
             self.diverged = f"{bad[0]} is {bad[1]} at iteration {t}: training diverged; lower the learning rate"
             raise TrainingDiverged(self.diverged)
+        if self.sinks:
+            rec = self.recorder
+            layers = {q: dict(zip(self.names, rows[-1])) for q, rows in
+                      zip(LAYER_QUANTITIES, (rec.layer_norms, rec.layer_grad_norms, rec.layer_angular_updates))}
+            for sink in self.sinks:
+                sink.write(row, layers)
         if t % self.log_every == 0:
             new, _ = self.detector.append(row.si_norm_equiv, row.train_loss)
+            for sink in self.sinks:
+                for it in new if hasattr(sink, "destabilisation") else ():
+                    sink.destabilisation(it)
             if new and self.verbose:
                 print(f"SIMonitor: destabilisation at iteration {', '.join(map(str, new))} "
                       f"(detected at {t})", file=sys.stderr)
@@ -293,8 +330,13 @@ class SIMonitor:
                 h.remove()
             self._closed = True
         summary = self.summary()
-        if self.out is not None:
-            write_monitor_outputs(self.out, self, summary)
+        try:
+            if self.out is not None:
+                write_monitor_outputs(self.out, self, summary)
+        finally:
+            for sink in self.sinks:
+                if hasattr(sink, "close"):
+                    sink.close()
         return summary
 
     def __enter__(self) -> "SIMonitor":
