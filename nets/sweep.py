@@ -28,7 +28,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> CliParser:
-    from cli import pos_float
+    from cli import int_at_least, pos_float
     from nets.options import add_config_arguments
     from nets.presets import preset_parser
 
@@ -44,6 +44,16 @@ def build_parser() -> CliParser:
     p.add_argument("--batched", action="store_true",
                    help="train all runs at once as one batched network (one program, same run "
                         "directories and files; the runs must share model, data and batch size)")
+    g = p.add_argument_group("cluster (--launcher submitit: one Slurm job per run; pip install -e '.[slurm]')")
+    g.add_argument("--launcher", choices=("local", "submitit"), default="local",
+                   help="local: the runs one after another in this process (default); submitit: one job each, "
+                        "requeued from its checkpoint when preempted")
+    g.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
+    g.add_argument("--time-min", type=int_at_least(1), default=60, help="wall-clock minutes per job (default 60)")
+    g.add_argument("--gpus-per-job", type=int_at_least(0), default=0, help="GPUs per job (default 0)")
+    g.add_argument("--cpus-per-job", type=int_at_least(1), default=2, help="CPUs per job (default 2)")
+    g.add_argument("--cluster", choices=("slurm", "local"), default=None,
+                   help="submitit's executor (default: Slurm when available; local: local processes, for tests)")
     add_config_arguments(p, sweep=True)
     return p
 
@@ -65,8 +75,13 @@ def main(argv=None) -> int:
         check_data(base)                    # before any folder is made
         sweep_dir = writable_dir(PROG, args.sweep_dir or (
             Path(base.out) / f"sweep-{base.dataset}-{base.model}-{datetime.now():%Y%m%d-%H%M%S}"))
-        rows, completed = run_sweep(configs, sweep_dir, batched=args.batched)
-    except (DataError, ValueError, TrainingDiverged) as exc:
+        launch = None
+        if args.launcher == "submitit":
+            from nets.training.launch import LaunchOptions
+            launch = LaunchOptions(partition=args.partition, time_min=args.time_min, gpus_per_job=args.gpus_per_job,
+                                   cpus_per_job=args.cpus_per_job, cluster=args.cluster)
+        rows, completed = run_sweep(configs, sweep_dir, batched=args.batched, launch=launch)
+    except (DataError, ValueError, TrainingDiverged, ImportError) as exc:   # ImportError: an extra is missing
         cli_fail(PROG, str(exc))
     except OSError as exc:
         cli_fail(PROG, os_error_line(exc))

@@ -116,3 +116,39 @@ def test_publish_copies_any_figure(tmp_path):
 
     assert main(["phase", "--quick", "--out", str(tmp_path / "out"), "--publish", str(tmp_path / "pub")]) == 0
     assert {p.name for p in (tmp_path / "pub").iterdir()} == {"phase.png", "phase.json"}
+
+
+@pytest.mark.slow
+def test_a_sweep_on_submitit_lands_in_the_local_layout(tmp_path):
+    """--launcher submitit with submitit's local executor: one job per run, the same run directories
+    and files as a local sweep, the same metrics (the jobs train exactly what the local runs do)."""
+    pytest.importorskip("submitit", reason="the slurm extra is not installed: pip install -e '.[slurm]'")
+    args = [*TINY, "--lrs", "0.5", "1", "--iters", "16", "--record-every", "2"]
+    _cli("nets.sweep", *args, "--sweep-dir", tmp_path / "local", check=0)
+    p = _cli("nets.sweep", *args, "--sweep-dir", tmp_path / "jobs", "--launcher", "submitit", "--cluster", "local",
+             "--time-min", "5", check=0)
+    assert "2/2 runs finished" in p.stdout
+    for tag in ("lr0.5_wd0.003", "lr1_wd0.003"):
+        local, job = tmp_path / "local" / tag, tmp_path / "jobs" / tag
+        assert {f.name for f in local.iterdir()} == {f.name for f in job.iterdir()}
+        assert (local / "metrics.csv").read_text() == (job / "metrics.csv").read_text()
+    assert list((tmp_path / "jobs" / "submitit").glob("*_result.pkl"))            # submitit's own records
+    bad = _cli("nets.sweep", *args, "--sweep-dir", tmp_path / "x", "--launcher", "submitit", "--batched", check=2)
+    assert "not both" in bad.stderr
+
+
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """submitit calls RunJob.checkpoint on preemption or timeout; the requeued call continues the run
+    from its last checkpoint and ends with the uninterrupted run's metrics."""
+    pytest.importorskip("submitit", reason="the slurm extra is not installed: pip install -e '.[slurm]'")
+    from nets.training.launch import RunJob
+    from nets.training.run import run_training
+
+    cfg = TrainConfig(dataset="synthetic", width=2, batch_size=32, record_every=2, threads=1, quiet=True,
+                      iters=30, checkpoint_every=10)
+    whole = run_training(cfg, run_dir=tmp_path / "whole")
+    run_training(cfg, run_dir=tmp_path / "job", stop_after=20)           # the job, preempted at 20
+    delayed = RunJob().checkpoint(cfg.to_dict(), str(tmp_path / "job"))
+    assert isinstance(delayed.function, RunJob) and delayed.args == (cfg.to_dict(), str(tmp_path / "job"))
+    assert delayed.function(*delayed.args) is True                       # the requeued job
+    assert (tmp_path / "job" / "metrics.csv").read_text() == (whole.run_dir / "metrics.csv").read_text()

@@ -160,3 +160,22 @@ def test_lightning_callback_attaches_the_monitor_in_one_line(tmp_path):
     assert steps.shape[0] == 10 and np.all(steps[:, 7] > 0) and np.all(np.isfinite(steps[:, 3]))
     np.testing.assert_allclose(steps[:, 8], 0.2 / steps[:, 5] ** 2, rtol=1e-6)   # eff_lr = eta / rho^2
     assert callback.summary is not None and (tmp_path / "mon" / "periods.json").is_file()
+
+
+def test_wandb_offline_run_holds_the_records(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="the wandb extra is not installed: pip install -e '.[wandb]'")
+    from nets.monitor.sinks import WandbSink
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, weight_decay=1e-2)
+    with SIMonitor(model, opt, example_batch=torch.randn(8, 6), log_every=2, verbose=False,
+                   sinks=[WandbSink(mode="offline", dir=str(tmp_path), project="sibn-test")]) as mon:
+        _train(model, opt, _data(10), mon)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    raw = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in ("si/si_norm", "si/eff_lr", "si_layers/norm/0.weight"):
+        assert key.encode() in raw
+    last = mon.recorder.steps[-1][5]
+    assert repr(last).encode()[:8] in raw                 # the last norm, as W&B's JSON wrote it

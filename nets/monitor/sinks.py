@@ -11,7 +11,9 @@ those same records:
   (even SIGKILL) loses at most that much; :meth:`nets.SIMonitor.close` then writes the final files;
 * :class:`TensorBoardSink` -- scalars through ``torch.utils.tensorboard.SummaryWriter``
   (``pip install -e '.[tensorboard]'``): ``si/<quantity>`` for the SI group and
-  ``si_layers/<quantity>/<tensor>`` per SI tensor, at the optimizer step as global step.
+  ``si_layers/<quantity>/<tensor>`` per SI tensor, at the optimizer step as global step;
+* :class:`WandbSink` -- the same keys to a Weights & Biases run (``pip install -e '.[wandb]'``;
+  ``mode="offline"`` needs no network; ``wandb sync`` uploads later).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from nets.monitor.metrics import STEP_COLUMNS
 
-__all__ = ["CSVStream", "TensorBoardSink", "LAYER_QUANTITIES"]
+__all__ = ["CSVStream", "TensorBoardSink", "WandbSink", "scalars", "LAYER_QUANTITIES"]
 
 #: per-tensor quantities handed to sinks
 LAYER_QUANTITIES = ("norm", "grad_norm", "angular_update")
@@ -56,6 +58,18 @@ class CSVStream:
             self._fh.close()
 
 
+#: StepRecord fields every sink reports
+SCALARS = ("train_loss", "si_norm", "eff_lr", "eff_grad_norm", "angular_update", "lr")
+
+
+def scalars(record, layers: dict, prefix: str = "si") -> dict:
+    """``{key: value}`` of one record, as every logging sink names it: ``<prefix>/<field>`` for the SI
+    group and ``<prefix>_layers/<quantity>/<tensor>`` per SI tensor; NaN values (no loss given) left out."""
+    out = {f"{prefix}/{k}": float(getattr(record, k)) for k in SCALARS}
+    out.update({f"{prefix}_layers/{q}/{tensor}": float(v) for q in LAYER_QUANTITIES for tensor, v in layers[q].items()})
+    return {k: v for k, v in out.items() if v == v}
+
+
 class TensorBoardSink:
     """Scalars to TensorBoard: give a ``SummaryWriter`` (kept open) or a log folder (closed with the sink)."""
 
@@ -71,15 +85,8 @@ class TensorBoardSink:
         self.prefix = prefix
 
     def write(self, record, layers: dict) -> None:
-        step, p = int(record.iteration), self.prefix
-        for name in ("train_loss", "si_norm", "eff_lr", "eff_grad_norm", "angular_update", "lr"):
-            value = float(getattr(record, name))
-            if value == value:                     # NaN (no loss given) is left out
-                self.writer.add_scalar(f"{p}/{name}", value, step)
-        for q in LAYER_QUANTITIES:
-            for tensor, value in layers[q].items():
-                if value == value:
-                    self.writer.add_scalar(f"{p}_layers/{q}/{tensor}", float(value), step)
+        for key, value in scalars(record, layers, self.prefix).items():
+            self.writer.add_scalar(key, value, int(record.iteration))
 
     def destabilisation(self, iteration: int) -> None:
         self.writer.add_scalar(f"{self.prefix}/destabilisation", 1.0, int(iteration))
@@ -88,3 +95,31 @@ class TensorBoardSink:
         self.writer.flush()
         if self._own:
             self.writer.close()
+
+
+class WandbSink:
+    """The records to a Weights & Biases run: give a run (kept open) or ``wandb.init`` keyword
+    arguments (e.g. ``mode="offline", dir="runs"``; the run is finished with the sink)."""
+
+    def __init__(self, run=None, *, prefix: str = "si", **init_kwargs):
+        if run is None:
+            try:
+                import wandb
+            except ImportError as exc:
+                raise ImportError("WandbSink needs wandb: pip install -e '.[wandb]'") from exc
+            run, self._own = wandb.init(**init_kwargs), True
+        else:
+            self._own = False
+        self.run, self.prefix = run, prefix
+
+    def write(self, record, layers: dict) -> None:
+        self.run.log(scalars(record, layers, self.prefix), step=int(record.iteration))
+
+    def destabilisation(self, iteration: int) -> None:
+        """W&B steps only go forward and a destabilisation is confirmed a few records after it: its
+        iteration is logged as a value at the current step."""
+        self.run.log({f"{self.prefix}/destabilisation_at": int(iteration)}, commit=False)
+
+    def close(self) -> None:
+        if self._own:
+            self.run.finish()

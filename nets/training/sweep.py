@@ -105,18 +105,27 @@ def run_or_resume(cfg: TrainConfig, run_dir: str | Path) -> bool:
 
 
 def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path, *,
-              batched: bool = False) -> tuple[list[dict], bool]:
+              batched: bool = False, launch=None) -> tuple[list[dict], bool]:
     """Run (or continue) every config in ``sweep_dir/<lr..._wd...>/``; write the sweep files.
 
     Returns ``(rows, completed)``; ``completed`` is False when a run was interrupted (the sweep
     then stops; call again to continue). ``batched``: train every unfinished run at once as one
     batched network (:mod:`nets.training.batched_run`), into the same run directories.
+    ``launch``: a :class:`nets.training.launch.LaunchOptions` to run each unfinished run as a
+    cluster job (submitit; logs in ``sweep_dir/submitit``), same directories and files.
     """
+    if batched and launch is not None:
+        raise ValueError("choose --batched (one process) or --launcher submitit (one job per run), not both")
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "sweep_config.json", {"runs": [c.to_dict() for c in configs]})
     rows, completed = [], True
-    if batched:
+    if launch is not None:
+        from nets.training.launch import run_jobs
+        todo = [c for c in configs if not is_finished(sweep_dir / run_tag(c))]
+        if todo:
+            completed = all(run_jobs(todo, [sweep_dir / run_tag(c) for c in todo], sweep_dir / "submitit", launch))
+    elif batched:
         from nets.training.batched_run import run_batched_in_dirs
         todo = [c for c in configs if not is_finished(sweep_dir / run_tag(c))]
         if todo:
@@ -124,10 +133,11 @@ def run_sweep(configs: list[TrainConfig], sweep_dir: str | Path, *,
             completed = all(r.completed or r.diverged for r in res)
     for cfg in configs:
         run_dir = sweep_dir / run_tag(cfg)
-        if not batched:
+        local = not batched and launch is None
+        if local:
             completed = run_or_resume(cfg, run_dir)
         rows.append(sweep_row(cfg, run_dir))
-        if not completed and not batched:
+        if not completed and local:
             break
     write_csv(sweep_dir / "sweep.csv", {k: [r[k] for r in rows] for k in ROW_KEYS})
     write_json(sweep_dir / "sweep.json", {"rows": rows, "completed": completed})
