@@ -14,7 +14,7 @@ import numpy as np
 
 from analysis.forecast import forecast_onsets
 
-__all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep", "plot_regimes"]
+__all__ = ["plot_run", "plot_monitor", "plot_compare", "plot_sweep", "plot_regimes", "envelope", "MAX_POINTS"]
 
 
 def _pyplot():
@@ -26,12 +26,38 @@ def _pyplot():
     return plt
 
 
+#: a line longer than this is drawn through its envelope (figure time stays flat in the run's length)
+MAX_POINTS = 4000
+
+
+def envelope(x, y, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` thinned to at most ``max_points`` points that keep every bucket's minimum and
+    maximum of ``y`` in order (spikes survive, unlike plain striding); short series unchanged."""
+    x, y = np.asarray(x), np.asarray(y, dtype=float)
+    if y.size <= max_points:
+        return x, y
+    width = -(-y.size // (max_points // 2))                # points per bucket
+    n_buckets = -(-y.size // width)
+    pad = np.full(n_buckets * width, np.nan)
+    pad[:y.size] = np.where(np.isfinite(y), y, np.nan)
+    grid = pad.reshape(n_buckets, width)
+    empty = np.isnan(grid).all(axis=1)
+    filled = np.where(empty[:, None], 0.0, grid)             # all-NaN buckets: keep their first point
+    lo = np.where(empty, 0, np.nanargmin(np.where(np.isnan(grid), np.inf, filled), axis=1))
+    hi = np.where(empty, 0, np.nanargmax(np.where(np.isnan(grid), -np.inf, filled), axis=1))
+    base = np.arange(n_buckets) * width
+    keep = np.unique(np.concatenate([base + lo, base + hi]))
+    keep = keep[keep < y.size]
+    return x[keep], y[keep]
+
+
 def _draw(panels, summary: dict, it) -> None:
     """Draw ``(ax, x, y, label, scale)`` panels with destabilisations and a collapse marked."""
     for ax, x, y, label, scale in panels:
         y = np.asarray(y, dtype=float)
         if scale == "log":
             y = np.where(y > 0, y, np.nan)
+        x, y = envelope(x, y)
         ax.plot(x, y, lw=0.8, marker="." if len(x) < 200 else None)
         ax.set_ylabel(label)
         if scale == "log" and np.isfinite(y).any():
@@ -113,7 +139,7 @@ def plot_monitor(path, steps: dict, series: dict, summary: dict, *, sharpness: d
     for ax, key in ((axes[1], "eq_si_norm"), (axes[2], "eq_eff_lr"), (axes[3], "eq_angular_update")):
         y = np.asarray(series[key], dtype=float)
         if np.isfinite(y).any():
-            ax.plot(it, y, "k--", lw=0.8, label="equilibrium (theory)")
+            ax.plot(*envelope(it, y), "k--", lw=0.8, label="equilibrium (theory)")
             ax.legend(fontsize=7, loc="upper right")
     axes[-1].set_xlabel("optimizer step")
     reg = summary["regime"]

@@ -10,6 +10,7 @@ caller that measures (our :class:`nets.Trainer` goes through it).
 """
 from __future__ import annotations
 
+from array import array
 from typing import NamedTuple
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch import nn
 from nets.monitor.sharpness import SHARPNESS_COLUMNS, SharpnessRecord, buffers_kept
 from theory.dynamics import angular_update, effective_grad_norm
 
-__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "full_pass_train_loss", "Recorder", "StepProbe",
+__all__ = ["TrainingDiverged", "SIWatch", "evaluate", "full_pass_train_loss", "Recorder", "RowTable", "StepProbe",
            "segment_angles", "StepRecord", "EvalRecord", "STEP_COLUMNS", "EVAL_COLUMNS", "LAYER_SERIES"]
 
 
@@ -200,17 +201,62 @@ class StepProbe:
         self.sizes_tensor = watch.sizes_tensor if self.sizes else None
 
 
+class RowTable:
+    """Rows of ``width`` floats in one flat ``array('d')``: 8 bytes a value (a list of Python floats
+    takes ~4x that and a list object per row), appended in O(1), read as a numpy view without a copy.
+
+    Behaves as a list of rows where the recorder's users need it: ``len``, ``t[i]`` and ``t[-1]``
+    (a row as a list), slices, iteration, truth value."""
+
+    def __init__(self, width: int, rows=()):
+        self.width = int(width)
+        self._data = array("d")
+        for row in rows:
+            self.append(row)
+
+    def append(self, row) -> None:
+        if len(row) != self.width:
+            raise ValueError(f"a row of {len(row)} values in a table of width {self.width}")
+        self._data.extend(float(v) for v in row)
+
+    def __len__(self) -> int:
+        return len(self._data) // self.width if self.width else 0
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} of a table of {n} rows")
+        i %= n
+        return self._data[i * self.width:(i + 1) * self.width].tolist()
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def array(self) -> np.ndarray:
+        """The rows as an ``n x width`` float64 array (a copy: safe to keep while rows are added)."""
+        return np.frombuffer(self._data, dtype=np.float64).reshape(-1, self.width).copy() if self.width \
+            else np.zeros((len(self), 0))
+
+    def tolist(self) -> list[list[float]]:
+        return [self[i] for i in range(len(self))]
+
+
 class Recorder:
-    """Rows of recorded metrics, kept as Python lists (picklable, checkpointed)."""
+    """Rows of recorded metrics in compact tables (:class:`RowTable`; checkpointed as lists)."""
 
     def __init__(self, n_layers: int = 0):
-        self.steps: list[list[float]] = []
-        self.layer_norms: list[list[float]] = []
-        self.layer_grad_norms: list[list[float]] = []
-        self.layer_angular_updates: list[list[float]] = []
-        self.evals: list[list[float]] = []
-        self.sharpness: list[list[float]] = []
         self.n_layers = n_layers
+        self.steps = RowTable(len(STEP_COLUMNS))
+        self.layer_norms = RowTable(n_layers)
+        self.layer_grad_norms = RowTable(n_layers)
+        self.layer_angular_updates = RowTable(n_layers)
+        self.evals = RowTable(len(EVAL_COLUMNS))
+        self.sharpness = RowTable(len(SHARPNESS_COLUMNS))
 
     def add_step(self, *, iteration: int, epoch: int, lr: float, loss_acc: torch.Tensor,
                  probe: StepProbe, after: torch.Tensor, eff_lr_at, norm_scale: float = 1.0) -> StepRecord:
@@ -237,7 +283,7 @@ class Recorder:
             eff_lr = float(eff_lr_at(rho))
         row = StepRecord(iteration, epoch, lr, loss, acc, rho, rho * norm_scale, gnorm, eff_lr,
                          float(effective_grad_norm(gnorm, rho)), ang)
-        self.steps.append(list(row))          # lists: checkpoints load with torch's weights_only reader
+        self.steps.append(row)
         self.layer_norms.append(layers)
         return row
 
@@ -247,29 +293,27 @@ class Recorder:
         [test_loss, test_acc, si_norm, train_loss_full, train_acc_full]."""
         vals = test_and_norm.tolist() + [float("nan")] * 2
         row = EvalRecord(iteration, epoch, train[0], train[1], *vals[:5])
-        self.evals.append(list(row))
+        self.evals.append(row)
         return row
 
     def add_sharpness(self, row: SharpnessRecord) -> SharpnessRecord:
         """Record one row of :data:`nets.monitor.sharpness.SHARPNESS_COLUMNS`."""
-        self.sharpness.append(list(row))
+        self.sharpness.append(row)
         return row
 
     def arrays(self) -> tuple[dict, np.ndarray, dict]:
         """``(steps, layer_norms, evals)``: dicts of 1-D arrays by column, and an
         ``n_records x n_layers`` array."""
-        ln = np.asarray(self.layer_norms, dtype=float).reshape(-1, self.n_layers)
-        return _table(self.steps, STEP_COLUMNS), ln, _table(self.evals, EVAL_COLUMNS)
+        return _table(self.steps, STEP_COLUMNS), self.layer_norms.array(), _table(self.evals, EVAL_COLUMNS)
 
     def layer_arrays(self) -> dict:
         """The per-SI-tensor series (:data:`LAYER_SERIES`), each an ``n_records x n_layers`` array
         (NaN where a record has no per-tensor value)."""
         out = {}
         for name in LAYER_SERIES:
-            rows = getattr(self, name)
-            if len(rows) < len(self.steps):     # records from before these series existed
-                rows = [[float("nan")] * self.n_layers] * (len(self.steps) - len(rows)) + rows
-            out[name] = np.asarray(rows, dtype=float).reshape(-1, self.n_layers)
+            rows = getattr(self, name).array()
+            missing = len(self.steps) - rows.shape[0]    # records from before these series existed
+            out[name] = np.concatenate([np.full((missing, self.n_layers), np.nan), rows]) if missing > 0 else rows
         return out
 
     def step_records(self):
@@ -281,22 +325,24 @@ class Recorder:
         return _table(self.sharpness, SHARPNESS_COLUMNS) if self.sharpness else None
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "layer_norms": self.layer_norms, "evals": self.evals,
-                "sharpness": self.sharpness, "n_layers": self.n_layers,
-                "layer_grad_norms": self.layer_grad_norms, "layer_angular_updates": self.layer_angular_updates}
+        """Plain lists of rows (checkpoints load them with torch's ``weights_only`` reader)."""
+        return {"steps": self.steps.tolist(), "layer_norms": self.layer_norms.tolist(), "evals": self.evals.tolist(),
+                "sharpness": self.sharpness.tolist(), "n_layers": self.n_layers,
+                "layer_grad_norms": self.layer_grad_norms.tolist(),
+                "layer_angular_updates": self.layer_angular_updates.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps = [list(r) for r in state["steps"]]
-        self.layer_norms = [list(r) for r in state["layer_norms"]]
+        self.n_layers = n = int(state["n_layers"])
+        self.steps = RowTable(len(STEP_COLUMNS), state["steps"])
+        self.layer_norms = RowTable(n, state["layer_norms"])
         pad = [float("nan")] * len(EVAL_COLUMNS)     # rows of checkpoints from before train_*_full
-        self.evals = [(list(r) + pad)[:len(EVAL_COLUMNS)] for r in state["evals"]]
-        self.sharpness = [list(r) for r in state.get("sharpness", [])]
-        self.layer_grad_norms = [list(r) for r in state.get("layer_grad_norms", [])]
-        self.layer_angular_updates = [list(r) for r in state.get("layer_angular_updates", [])]
-        self.n_layers = int(state["n_layers"])
+        self.evals = RowTable(len(EVAL_COLUMNS), [(list(r) + pad)[:len(EVAL_COLUMNS)] for r in state["evals"]])
+        self.sharpness = RowTable(len(SHARPNESS_COLUMNS), state.get("sharpness", []))
+        self.layer_grad_norms = RowTable(n, state.get("layer_grad_norms", []))
+        self.layer_angular_updates = RowTable(n, state.get("layer_angular_updates", []))
 
 
-def _table(rows: list[list[float]], cols) -> dict:
-    a = np.asarray(rows, dtype=float).reshape(-1, len(cols))
+def _table(rows: RowTable, cols) -> dict:
+    a = rows.array()
     ints = ("iteration", "epoch", "lanczos_iterations")
     return {c: (a[:, i].astype(np.int64) if c in ints else a[:, i]) for i, c in enumerate(cols)}

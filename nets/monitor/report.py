@@ -15,7 +15,7 @@ import numpy as np
 from analysis.report import RunInfo, analyse_run
 from cli import write_csv, write_json, write_manifest, write_npz
 from nets.monitor.state import analysis_window, classify_state, ratio_state, rms
-from nets.monitor.theory import Hyper, effective_lr, equilibrium
+from nets.monitor.theory import Hyper, effective_lr, equilibrium, equilibrium_series
 
 __all__ = ["analyse_monitor", "write_monitor_outputs", "layer_columns"]
 
@@ -117,9 +117,12 @@ def analyse_monitor(mon) -> dict:
     regime = classify_state(steps, total_angle, events, periods, eta_lam=eta_lam, end=mon.iteration,
                              theory_note=note)
     g_series = _trailing_rms(steps["eff_grad_norm"])
-    eq_norm = np.array([equilibrium(hs[first], g, numel)[0]["norm"] if uniform else NAN
-                        for hs, g in zip(hyper_rows, g_series)])
-    eq_eff = np.array([effective_lr(hs[first], r) for hs, r in zip(hyper_rows, eq_norm)])
+    eq_norm, eq_eff = np.full(n, NAN), np.full(n, NAN)
+    if uniform:                                  # one vectorised call per distinct hyper-parameters
+        of_record = [hs[first] for hs in hyper_rows]
+        for h in dict.fromkeys(of_record):
+            rows_h = np.array([x == h for x in of_record])
+            eq_norm[rows_h], eq_eff[rows_h] = equilibrium_series(h, g_series[rows_h], numel)
     if mon.sharpness is not None and mon.recorder.sharpness:
         from analysis.report import stability_at_destabilisations
         sh = mon.recorder.sharpness_table()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from theory.dynamics import effective_lr as sgd_effective_lr
@@ -32,11 +33,14 @@ from theory.rotational import (
     sgd_equilibrium_norm,
 )
 
-__all__ = ["Hyper", "read_hyper", "effective_lr", "equilibrium", "ADAPTIVE"]
+__all__ = ["Hyper", "read_hyper", "effective_lr", "effective_lrs", "equilibrium", "equilibrium_series", "ADAPTIVE",
+           "ADAPTIVE_KINDS"]
 
 NAN = float("nan")
 # optimizers that divide by a running RMS of the gradient: their step is scale-free on SI weights
 ADAPTIVE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "RMSprop", "Adadelta", "SparseAdam")
+#: kinds of Hyper whose effective LR is eta/rho (their step does not shrink with rho)
+ADAPTIVE_KINDS = ("adamw", "adam", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def effective_lr(h: Hyper, rho: float) -> float:
     """Effective LR of an SI tensor (or group) of norm ``rho`` under ``h`` (module docstring)."""
     if not (rho > 0 and math.isfinite(rho) and h.lr > 0):
         return NAN
-    if h.kind in ("adamw", "adam", "adaptive"):
+    if h.kind in ADAPTIVE_KINDS:
         return float(adaptive_effective_lr(h.lr, rho))
     return float(sgd_effective_lr(h.lr, rho))
 
@@ -132,3 +136,31 @@ def equilibrium(h: Hyper, eff_grad_norm: float, numel: int) -> tuple[dict, str]:
         return out, f"no equilibrium formula for {what}; measured values only"
     out["eff_lr"] = effective_lr(h, out["norm"])
     return out, note
+
+
+def equilibrium_series(h: Hyper, eff_grad_norms, numel: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(norm, eff_lr)`` at equilibrium for every value of ``eff_grad_norms`` (records sharing ``h``),
+    in one vectorised call of the same formulas as :func:`equilibrium` (NaN where none applies or
+    where the gradient norm is not finite and > 0)."""
+    g = np.asarray(eff_grad_norms, dtype=float)
+    norm = np.full(g.shape, NAN)
+    ok = np.isfinite(g) & (g > 0)
+    if not (h.wd > 0 and h.lr > 0 and h.lr * h.wd < 1):
+        return norm, norm.copy()
+    if h.kind == "sgd" and ok.any():
+        norm[ok] = sgd_equilibrium_norm(h.lr, h.wd, g[ok], h.momentum, nesterov=h.nesterov,
+                                        dampening=h.dampening, decoupled=h.decoupled)
+    elif h.kind == "adamw":
+        norm[:] = adamw_equilibrium_norm(h.lr, h.wd, numel)
+    return norm, effective_lrs(h, norm)
+
+
+def effective_lrs(h: Hyper, rho) -> np.ndarray:
+    """:func:`effective_lr` for an array of norms (NaN where ``rho`` is not finite and > 0)."""
+    rho = np.asarray(rho, dtype=float)
+    out = np.full(rho.shape, NAN)
+    ok = np.isfinite(rho) & (rho > 0)
+    if ok.any() and h.lr > 0:
+        fn = adaptive_effective_lr if h.kind in ADAPTIVE_KINDS else sgd_effective_lr
+        out[ok] = fn(h.lr, rho[ok])
+    return out
