@@ -71,8 +71,8 @@ def _main(argv: list[str]) -> int:
                            "(only --iters/--epochs, --device, --threads, --quiet do); start a new run instead")
         if not Path(args.resume).is_dir():
             what = "a file" if Path(args.resume).exists() else "not there"
-            cli_fail(PROG, f"--resume expects a run directory (the folder holding checkpoint.pt); "
-                           f"{args.resume} is {what}")
+            cli_fail(PROG, f"no checkpoint at {args.resume}: --resume expects a run directory (the folder "
+                           f"holding checkpoint.pt), and {args.resume} is {what}")
     try:
         if args.resume:
             writable_dir(PROG, args.resume)

@@ -46,7 +46,7 @@ def regimes(rows: list[dict], rho_c: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return labels, ratio
 
 
-def _boundary_eta_lam(G: np.ndarray, h: float) -> np.ndarray:
+def boundary_eta_lam(G: np.ndarray, h: float) -> np.ndarray:
     """Solve eta*lam*(2 - eta*lam) = 4 G^2 / h^2 for eta*lam (smaller root)."""
     c = np.minimum(4 * G**2 / h**2, 1.0)
     return 1 - np.sqrt(1 - c)
@@ -85,7 +85,7 @@ def make(out: Path, quick: bool) -> FigureResult:
     grid_ratio[valid] = ratio
     pc = axes[0].pcolormesh(eta, lam, np.log10(grid_ratio).T, shading="nearest", cmap="Greens", vmin=0)
     _scatter(axes[0], E[valid], L[valid], lab)
-    bnd = _boundary_eta_lam(np.median(g_rms), h)
+    bnd = boundary_eta_lam(np.median(g_rms), h)
     axes[0].plot(eta, bnd / eta, "k--", lw=1.2, label="theory: ρ* = ρc")
     axes[0].fill_between(eta, 0.9 / eta, 1, color="lightgrey", label="ηλ ≥ 0.9 (not run)")
     axes[0].set(xscale="log", yscale="log", xlabel="η", ylabel="λ", ylim=(lam[0], lam[-1]),
@@ -97,7 +97,7 @@ def make(out: Path, quick: bool) -> FigureResult:
                              cmap="Greens", vmin=0)
     _scatter(axes[1], EL.ravel(), S.ravel(), lab2)
     g_axis = np.geomspace(s_vals[0], s_vals[-1], 50)
-    axes[1].plot(_boundary_eta_lam(g_axis, h), g_axis, "k--", lw=1.2, label="theory: ρ* = ρc (G = σ)")
+    axes[1].plot(boundary_eta_lam(g_axis, h), g_axis, "k--", lw=1.2, label="theory: ρ* = ρc (G = σ)")
     axes[1].set(xscale="log", yscale="log", xlabel="ηλ (η = 1)", ylabel="gradient noise σ",
                 title="(ηλ, σ): the whole diagram")
     plt.colorbar(pc2, ax=axes[1], label="log10 (ρ / ρc)")

@@ -75,6 +75,8 @@ def _imports(path: Path, module: str):
 
 
 MODULES = list(_modules())
+TEST_HELPERS = {p.stem for p in (ROOT / "tests").glob("*.py")}
+TEST_MODULES = [(f"tests.{p.stem}", p) for p in sorted((ROOT / "tests").glob("*.py"))]
 
 
 @pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
@@ -86,10 +88,10 @@ def test_imports_go_one_way(module, path):
         assert _floor(target) in ALLOWED[floor] | {floor}, f"{module} ({floor}) imports {target}"
 
 
-@pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
+@pytest.mark.parametrize("module,path", MODULES + TEST_MODULES, ids=[m for m, _ in MODULES + TEST_MODULES])
 def test_no_private_name_is_imported_from_another_module(module, path):
     for target, names in _imports(path, module):
-        if target.split(".")[0] in PACKAGES:
+        if target.split(".")[0] in PACKAGES or target in TEST_HELPERS:
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             assert not private, f"{module} imports {private} from {target}"
 

@@ -154,13 +154,13 @@ def test_a_diverged_run_leaves_the_group_and_the_others_go_on(tmp_path, monkeypa
 
 
 def test_no_host_reads_between_recordings():
-    from test_nets_device import _host_reads
+    from test_nets_device import host_reads
 
     configs = [_cfg(eval_every=-1, record_every=5, iters=17),
                _cfg(eval_every=-1, record_every=7, iters=17, seed=1)]
     data = make_synthetic()
     batched = BatchedTrainer([Trainer(c, data) for c in configs])
-    with _host_reads(batched.trainers[0]) as calls:
+    with host_reads(batched.trainers[0]) as calls:
         while batched.active:
             batched.step()
             batched.retire([t for t in batched.active if t.iteration >= t.total_iters])

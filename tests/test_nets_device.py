@@ -25,7 +25,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @contextmanager
-def _host_reads(trainer):
+def host_reads(trainer):
     """Record (iteration being trained, method) for every Python-level host read of a tensor."""
     calls = []
     originals = {n: getattr(torch.Tensor, n) for n in HOST_READS}
@@ -50,7 +50,7 @@ def _host_reads(trainer):
                          ids=["wd-momentum-augment", "wrs", "exp_lr", "fixed_elr_per_layer"])
 def test_no_host_reads_between_recordings(variant):
     tr = Trainer(TrainConfig(**BASE, **variant), make_synthetic(), "cpu")
-    with _host_reads(tr) as calls:
+    with host_reads(tr) as calls:
         tr.run()
     # a recording step t reads once, after the step (iteration is then t + 1): t = 0, 5, 10, 15, 16
     assert calls == [(t + 1, "tolist") for t in (0, 5, 10, 15, 16)]
@@ -129,7 +129,7 @@ def _plain_loop(device, log_every, steps):
 
 def test_the_monitor_in_a_plain_loop_reads_only_on_recorded_steps():
     mon, run = _plain_loop("cpu", 4, 13)
-    with _host_reads(mon) as calls:
+    with host_reads(mon) as calls:
         run(13)
     assert calls == [(t + 1, "tolist") for t in (0, 4, 8, 12)]
 

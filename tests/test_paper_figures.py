@@ -17,7 +17,7 @@ from paper_figures import FIGURES
 from paper_figures.__main__ import main
 from paper_figures.common import net_config
 from paper_figures.fig_frequency import THEORY_LABEL, TOLERANCE
-from paper_figures.fig_phase import _boundary_eta_lam
+from paper_figures.fig_phase import boundary_eta_lam
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def test_phase_diagram_follows_equilibrium_theory(report_dir):
     # (eta*lam, sigma) panel: settled-above-critical runs lie on the stable side of the theory line
     lab, el, sig = data["labels2"], data["eta_lam2"], data["sigma2"]
     settled = np.isin(lab, ["equilibrium", "edge", "periodic"])
-    predicted_stable = el < _boundary_eta_lam(sig, s["h"])
+    predicted_stable = el < boundary_eta_lam(sig, s["h"])
     agree = (lab == "equilibrium") == predicted_stable
     assert agree[settled].mean() >= 0.8
 
