@@ -22,7 +22,8 @@ _EXPORTS = {**dict.fromkeys(("CliParser", "NEGATIVE_NUMBER", "cli_fail", "os_err
             "Progress": "progress",
             **dict.fromkeys(("available_memory", "usable_cores", "format_bytes", "check_memory", "plain_warnings"),
                             "resources"),
-            **dict.fromkeys(("catch_interrupts", "exit_process", "stop_on_signals", "take_interrupt"), "signals")}
+            **dict.fromkeys(("catch_interrupts", "deferred_interrupts", "exit_process", "stop_on_signals",
+                             "take_interrupt"), "signals")}
 
 
 def __getattr__(name):

@@ -14,10 +14,11 @@ import sys
 import threading
 from contextlib import contextmanager
 
-__all__ = ["catch_interrupts", "take_interrupt", "exit_process", "stop_on_signals"]
+__all__ = ["catch_interrupts", "deferred_interrupts", "take_interrupt", "exit_process", "stop_on_signals"]
 
 
 _INTERRUPTED = False
+_DEFERRED = False
 
 
 def catch_interrupts() -> None:
@@ -33,11 +34,32 @@ def catch_interrupts() -> None:
     def handler(signum, frame):
         global _INTERRUPTED
         _INTERRUPTED = True
-        raise KeyboardInterrupt
+        if not _DEFERRED:
+            raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread() \
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, handler)
+
+
+@contextmanager
+def deferred_interrupts():
+    """Hold a Ctrl-C caught by :func:`catch_interrupts` until the block ends, then raise it.
+
+    For imports of compiled extensions (torch): a ``KeyboardInterrupt`` raised while C++ code is
+    calling back into Python cannot unwind through it, and the process aborts (SIGABRT, exit -6;
+    measured in CI: a Ctrl-C 0.5 s into ``python -m nets.train`` landed in ``torch.distributed``'s
+    initialisation). Inside the block the handler only marks the Ctrl-C.
+    """
+    global _DEFERRED, _INTERRUPTED
+    previous, _DEFERRED = _DEFERRED, True
+    try:
+        yield
+    finally:
+        _DEFERRED = previous
+    if not previous and _INTERRUPTED:
+        _INTERRUPTED = False
+        raise KeyboardInterrupt
 
 
 def take_interrupt() -> bool:

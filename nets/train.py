@@ -52,12 +52,14 @@ def main(argv=None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from analysis.forecast import forecast_line
-    from analysis.report import collapse_line, period_line, stability_line
-    from cli import cli_fail, os_error_line, plain_warnings, writable_dir
-    from nets.data import DataError, check_data
-    from nets.training.run import resume_training, run_training
-    from nets.training.trainer import TrainingDiverged
+    from cli import cli_fail, deferred_interrupts, os_error_line, plain_warnings, writable_dir
+
+    with deferred_interrupts():         # torch's import: a Ctrl-C inside its C++ code would abort
+        from analysis.forecast import forecast_line
+        from analysis.report import collapse_line, period_line, stability_line
+        from nets.data import DataError, check_data
+        from nets.training.run import resume_training, run_training
+        from nets.training.trainer import TrainingDiverged
 
     plain_warnings(PROG)
     parser = build_parser()

@@ -145,3 +145,26 @@ def test_stop_on_signals_asks_to_stop_then_aborts_on_a_second_ctrl_c():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_ctrl_c_inside_deferred_imports_is_raised_after_them():
+    """A Ctrl-C that lands while torch's C++ code runs must not be raised there (the process would
+    abort with SIGABRT): it is held until the block ends."""
+    import signal
+
+    from cli import catch_interrupts, deferred_interrupts, take_interrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        catch_interrupts()
+        reached_end = False
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_interrupts():
+                signal.raise_signal(signal.SIGINT)          # held, not raised here
+                reached_end = True
+        assert reached_end and not take_interrupt()         # raised once, the mark cleared
+        with deferred_interrupts():                         # no Ctrl-C: nothing raised
+            pass
+    finally:
+        signal.signal(signal.SIGINT, before)
