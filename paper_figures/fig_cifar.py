@@ -141,6 +141,7 @@ def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list
     """Run (or continue, or reuse) every run of ``exp``, ``exp.workers`` at a time; return the
     :func:`nets.training.sweep.run_sweep` rows. Ctrl-C stops the runs after their current step (each
     checkpoints) and raises ``KeyboardInterrupt``; the same call continues them."""
+    from cli import Progress
     from nets.training.sweep import is_finished, run_sweep, run_tag
 
     configs = exp.configs(data_dir)
@@ -148,9 +149,12 @@ def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list
     ctx = mp.get_context("spawn")
     queue, running = [c for c in configs if not is_finished(sweep_dir / run_tag(c))], []
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    bar = Progress(len(queue), desc=f"CIFAR-10 runs ({exp.workers} at a time)")
     try:
         while queue or running:
-            running = [p for p in running if p.is_alive()]
+            alive = [p for p in running if p.is_alive()]
+            bar.update(len(running) - len(alive))               # runs that ended since the last look
+            running = alive
             while queue and len(running) < max(exp.workers, 1):
                 cfg = queue.pop(0)
                 p = ctx.Process(target=_worker, args=(cfg.to_dict(), str(sweep_dir / run_tag(cfg))))
@@ -166,6 +170,7 @@ def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list
             p.join()
         raise
     finally:
+        bar.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     rows, completed = run_sweep(configs, sweep_dir)    # everything is finished: only collects and plots
