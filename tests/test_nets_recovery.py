@@ -135,11 +135,11 @@ def test_sigkill_at_any_moment_loses_at_most_one_interval_and_resumes_identicall
     """Kill a real run at several moments (in start-up, right after a checkpoint is renamed into
     place, between checkpoints); each time the directory holds only whole files, a checkpoint
     within one interval of the last one seen, and resuming gives the uninterrupted run's metrics."""
-    args = [*TINY, "--iters", "600", "--record-every", "2", "--checkpoint-every", "25"]
+    args = [*TINY, "--iters", "300", "--record-every", "2", "--checkpoint-every", "25"]
     run_cli("nets.train", *args, "--out", tmp_path / "ref", check=0)
     ref = only_run_dir(tmp_path / "ref")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    for k, (delay, after_checkpoints) in enumerate([(0.3, 0), (0.0, 1), (0.0, 3), (0.4, 5), (0.05, 8)]):
+    for k, (delay, after_checkpoints) in enumerate([(0.3, 0), (0.0, 1), (0.05, 4)]):
         out = tmp_path / f"kill{k}"
         p = subprocess.Popen([sys.executable, "-m", "nets.train", *args, "--out", str(out)], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -161,7 +161,7 @@ def test_sigkill_at_any_moment_loses_at_most_one_interval_and_resumes_identicall
         run_dir = dirs[0]
         payload, note = load_run_checkpoint(run_dir)
         assert note is None                                       # checkpoint.pt is always whole
-        assert json.loads((run_dir / "config.json").read_text())["config"]["iters"] == 600
+        assert json.loads((run_dir / "config.json").read_text())["config"]["iters"] == 300
         resumed = run_cli("nets.train", "--resume", run_dir, check=0)
         assert "resumed at iteration" in resumed.stdout
         assert not list(run_dir.glob(".*.tmp")) and not (run_dir / LOCK_NAME).exists()
