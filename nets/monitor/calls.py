@@ -136,9 +136,8 @@ class ModelCall(nn.Module):
         except ExampleBatchError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of the user's model, said in one line
-            sizes = [t.shape[0] for t in probe.buffers() if t.dim() > 0]
             hint = ""
-            if "more than 1 value per channel" in str(exc) or (sizes and min(sizes) == 1):
+            if "more than 1 value per channel" in str(exc):             # torch's BatchNorm error
                 hint = ("; BatchNorm in train mode needs at least 2 samples per batch: give a few training "
                         "inputs (e.g. x[:8])")
             raise ExampleBatchError(f"cannot run {type(self.model).__name__} on the example batch "

@@ -203,7 +203,7 @@ class StepProbe:
 
 class RowTable:
     """Rows of ``width`` floats in one flat ``array('d')``: 8 bytes a value (a list of Python floats
-    takes ~4x that and a list object per row), appended in O(1), read as a numpy view without a copy.
+    takes ~4x that and a list object per row), appended in O(1), read as a numpy array in one copy.
 
     Behaves as a list of rows where the recorder's users need it: ``len``, ``t[i]`` and ``t[-1]``
     (a row as a list), slices, iteration, truth value."""

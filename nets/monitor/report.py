@@ -57,7 +57,7 @@ def _run_info(h: Hyper, lrs: np.ndarray, k: int) -> RunInfo:
     kind = "sgd" if h.plain_sgd or decoupled_hb else (h.kind if h.kind != "sgd" else "sgd-variant")
     lr = float(np.median(lrs)) if lrs.size else h.lr
     return RunInfo(lr=lr, lam_si_equivalent=h.wd, momentum=h.momentum if h.plain_sgd else 0.0,
-                          record_every=k, optimizer=kind)
+                   record_every=k, optimizer=kind)
 
 
 def _row(name, si, numel, h: Hyper, norm, grad, angle, eq_angle, individual=True) -> dict:

@@ -18,7 +18,6 @@ r"""What the theory says for the optimizer a model is trained with: effective LR
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -100,12 +99,9 @@ def read_hyper(optimizer: torch.optim.Optimizer, group: dict, decoupled_weight_d
 
 
 def effective_lr(h: Hyper, rho: float) -> float:
-    """Effective LR of an SI tensor (or group) of norm ``rho`` under ``h`` (module docstring)."""
-    if not (rho > 0 and math.isfinite(rho) and h.lr > 0):
-        return NAN
-    if h.kind in ADAPTIVE_KINDS:
-        return float(adaptive_effective_lr(h.lr, rho))
-    return float(sgd_effective_lr(h.lr, rho))
+    """Effective LR of an SI tensor (or group) of norm ``rho`` under ``h`` (module docstring;
+    :func:`effective_lrs` for one value)."""
+    return float(effective_lrs(h, rho))
 
 
 def equilibrium(h: Hyper, eff_grad_norm: float, numel: int) -> tuple[dict, str]:
@@ -123,25 +119,22 @@ def equilibrium(h: Hyper, eff_grad_norm: float, numel: int) -> tuple[dict, str]:
     if h.kind == "sgd":
         out["angular_update"] = float(sgd_equilibrium_angular_update(
             h.lr, h.wd, h.momentum, nesterov=h.nesterov, dampening=h.dampening, decoupled=h.decoupled))
-        if eff_grad_norm > 0 and math.isfinite(eff_grad_norm):
-            out["norm"] = float(sgd_equilibrium_norm(h.lr, h.wd, eff_grad_norm, h.momentum, nesterov=h.nesterov,
-                                                     dampening=h.dampening, decoupled=h.decoupled))
         note = "" if h.plain_sgd else "SGD variant: leading order in eta*lambda (theory.rotational)"
     elif h.kind == "adamw":
-        out["norm"] = float(adamw_equilibrium_norm(h.lr, h.wd, numel))
         out["angular_update"] = float(adamw_equilibrium_angular_update(h.lr, h.wd, h.momentum))
         note = "AdamW rotational equilibrium (Kosson et al., 2024)"
     else:
         what = "Adam with coupled L2" if h.kind == "adam" else h.optimizer
         return out, f"no equilibrium formula for {what}; measured values only"
-    out["eff_lr"] = effective_lr(h, out["norm"])
+    norm, eff_lr = equilibrium_series(h, [eff_grad_norm], numel)
+    out["norm"], out["eff_lr"] = float(norm[0]), float(eff_lr[0])
     return out, note
 
 
 def equilibrium_series(h: Hyper, eff_grad_norms, numel: int) -> tuple[np.ndarray, np.ndarray]:
     """``(norm, eff_lr)`` at equilibrium for every value of ``eff_grad_norms`` (records sharing ``h``),
-    in one vectorised call of the same formulas as :func:`equilibrium` (NaN where none applies or
-    where the gradient norm is not finite and > 0)."""
+    in one vectorised call (NaN where no formula applies, or where SGD's needs a gradient norm that
+    is not finite and > 0); :func:`equilibrium` takes its norm from here."""
     g = np.asarray(eff_grad_norms, dtype=float)
     norm = np.full(g.shape, NAN)
     ok = np.isfinite(g) & (g > 0)

@@ -4,7 +4,8 @@ Two processes writing one run directory (two ``--resume`` of the same run, a swe
 would interleave checkpoints and result files. :func:`run_dir_lock` creates ``RUN_DIR/.lock``
 atomically (``O_CREAT | O_EXCL``) with ``<host> <pid>``; a second process is refused with
 :class:`RunDirLocked` (one line naming the holder). A lock left by a process that no longer
-exists on this host (killed with SIGKILL, the machine rebooted) is stale and taken over.
+exists on this host (killed with SIGKILL, the machine rebooted) is stale and taken over. Whoever
+takes the lock first removes the temporary files a killed write left (:func:`cli.remove_temporaries`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
+
+from cli.files import remove_temporaries
 
 __all__ = ["LOCK_NAME", "RunDirLocked", "run_dir_lock"]
 
@@ -70,6 +73,7 @@ def run_dir_lock(run_dir: str | Path):
                                "end or stop it first")
         if _holder(lock) == holder:                      # stale (its process is gone) and still the same
             lock.unlink(missing_ok=True)
+    remove_temporaries(lock.parent)                      # left by a killed write; no one else writes now
     try:
         yield
     finally:

@@ -40,7 +40,6 @@ from analysis.forecast import forecast_destabilisations
 from analysis.report import analyse_run, stability_at_destabilisations
 from cli import (
     Progress,
-    remove_temporaries,
     stop_on_signals,
     usable_cores,
     write_csv,
@@ -224,7 +223,6 @@ def _run(config, device, threads, run_dir, write, stop_after, _state) -> RunResu
     if write:
         run_dir = Path(run_dir)            # run_training made a new one when none was given
         run_dir.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(run_dir)        # left by a killed write (we hold the directory's lock)
         write_json(run_dir / "config.json", describe_run(config, trainer, device, threads))
     else:
         run_dir = None
