@@ -31,6 +31,9 @@ MODES = ("si", "practical")
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
 WD_GROUPS = ("all", "si", "other", "none")
 OPTIMIZERS = ("sgd", "adamw", "adam")
+#: compute precision of the training forward pass and loss (autocast); weights, optimizer state,
+#: BN statistics, checkpoints and every measurement stay float32 (nets.training.precision)
+PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class TrainConfig:
@@ -74,7 +77,9 @@ class TrainConfig:
     on interruption); the sharpness of the SI group (:mod:`nets.monitor.sharpness`) every
     ``sharpness_every`` iterations (0: never) from iteration ``sharpness_from`` on (the first
     phase, before any destabilisation, has nothing to forecast), on the first ``sharpness_batches``
-    training batches, with at most ``sharpness_iters`` Lanczos steps.
+    training batches, with at most ``sharpness_iters`` Lanczos steps; the batch sharpness on the
+    step's own batch (:mod:`nets.monitor.batch_sharpness`, one Hessian-vector product) every
+    ``batch_sharpness_every`` iterations (0: never), also from ``sharpness_from`` on.
     """
 
     model: str = "convnet"
@@ -111,12 +116,14 @@ class TrainConfig:
     sharpness_from: int = 0
     sharpness_batches: int = 4
     sharpness_iters: int = 30
+    batch_sharpness_every: int = 0
     wrs_norm: float | None = None
     exp_lr: bool = False
     fixed_elr: float | None = None
     fixed_elr_per_layer: bool = False
     init_si_norm: float | None = 20.0
     channels_last: bool = True
+    precision: str = "fp32"
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -137,12 +144,13 @@ class TrainConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("wd_on", self.wd_on, WD_GROUPS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("precision", self.precision, PRECISIONS)
         for name in ("width", "batch_size", "record_every", "eval_batch_size", "sharpness_batches",
                      "sharpness_iters"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("iters", "epochs", "train_subset", "test_subset", "checkpoint_every", "aug_pad", "threads",
-                     "sharpness_every", "sharpness_from"):
+                     "sharpness_every", "sharpness_from", "batch_sharpness_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.iters == 0 and self.epochs == 0:

@@ -9,7 +9,7 @@ import argparse
 from dataclasses import fields
 
 from cli.args import int_at_least, pos_float
-from nets.config import DATASETS, MODELS, MODES, NORMS, OPTIMIZERS, WD_GROUPS, TrainConfig
+from nets.config import DATASETS, MODELS, MODES, NORMS, OPTIMIZERS, PRECISIONS, WD_GROUPS, TrainConfig
 
 _D = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -114,10 +114,17 @@ def add_config_arguments(p: argparse.ArgumentParser, *, sweep: bool = False) -> 
                    help="fixed training batches the sharpness is measured on (default %(default)s)")
     g.add_argument("--sharpness-iters", type=_pos_int, default=_D["sharpness_iters"],
                    help="at most this many Lanczos steps per measurement (default %(default)s)")
+    g.add_argument("--batch-sharpness-every", type=_nonneg_int, default=_D["batch_sharpness_every"], metavar="K",
+                   help="every K iterations (from --sharpness-from on) measure the batch sharpness of the SI "
+                        "weights on the step's own batch, g^T H g/|g|^2 on the sphere: one Hessian-vector "
+                        "product (0: never; default %(default)s); written to batch_sharpness.csv")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=_D["seed"], help="default %(default)s")
     g.add_argument("--device", type=_device, default=_D["device"],
                    help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=PRECISIONS, default=_D["precision"],
+                   help="compute precision of the forward pass and loss (default %(default)s); bf16 = autocast, "
+                        "weights, optimizer, BN statistics and all measurements stay float32")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="keep NCHW activations (default: channels-last, faster convs)")
     g.add_argument("--threads", type=_nonneg_int, default=0, help="CPU threads (0: usable cores, max 8)")

@@ -27,6 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from cli import CliParser, cli_fail
+from nets.config import PRECISIONS
+from nets.presets import GPU_STUDY
 
 PROG = "python -m nets.paper_check"
 #: budget of a device call (10 min) minus start-up and the copy back: what the GPU run may use
@@ -36,15 +38,33 @@ __all__ = ["build_parser", "check_configs", "main"]
 
 
 def check_configs(args) -> list:
-    """One run of the preset ``paper`` (:mod:`nets.presets`) per learning rate, as the flags say."""
+    """One run of the preset ``paper`` (:mod:`nets.presets`) per learning rate (lambda 1e-3), and
+    the twin (another (eta, lambda) of the same product as one of them), as the flags say."""
     from nets.presets import preset_config
 
     base = preset_config("paper", data_dir=args.data_dir, width=args.width, iters=args.iters,
                          record_every=args.record_every, eval_every=args.eval_every, test_subset=args.test_subset,
                          train_subset=args.train_subset, sharpness_every=args.sharpness_every, sharpness_batches=2,
-                         sharpness_iters=20, checkpoint_every=0, device=args.device, threads=args.threads, quiet=True,
-                         seed=args.seed)
-    return [replace(base, lr=float(lr)).validate() for lr in args.lrs]
+                         sharpness_iters=20, batch_sharpness_every=args.batch_sharpness_every,
+                         sharpness_from=args.study_start, precision=args.precision, checkpoint_every=0,
+                         device=args.device, threads=args.threads, quiet=True, seed=args.seed)
+    pairs = [(float(lr), base.wd) for lr in args.lrs] + ([tuple(args.twin)] if args.twin else [])
+    return [replace(base, lr=eta, wd=lam).validate() for eta, lam in dict.fromkeys(pairs)]
+
+
+def plan(path: str, seconds: float, n_runs: int, efficiency: float) -> dict:
+    """The GPU estimate (:func:`nets.training.plan.gpu_estimate`) from a CPU study's ``cifar.json``."""
+    import json
+
+    from nets.models import build_model
+    from nets.presets import GPU_STUDY, PAPER
+    from nets.training.plan import flops_per_image, gpu_estimate
+
+    study = json.loads(Path(path).read_text())["summary"]
+    model = build_model("convnet", mode="si", width=GPU_STUDY["width"], num_classes=10, in_channels=3, input_size=32,
+                        last_layer_norm=PAPER["last_layer_norm"], keep_last_bias=PAPER["keep_last_bias"], norm="bn")
+    return gpu_estimate(study, flops_image=flops_per_image(model), batch_size=PAPER["batch_size"],
+                        train_images=GPU_STUDY["train_images"], n_runs=n_runs, seconds=seconds, efficiency=efficiency)
 
 
 def _interrupt(signum, frame):
@@ -58,9 +78,23 @@ def build_parser() -> CliParser:
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None,
                    help="CIFAR-10 pack (.npz) or folder (default $SIBN_DATA_DIR); e.g. packs/cifar10-16k.npz")
-    p.add_argument("--out", required=True, help="output folder (on the device: $OUT)")
-    p.add_argument("--lrs", type=pos_float, nargs="+", default=[0.5, 1.0, 2.0],
+    p.add_argument("--out", help="output folder (on the device: $OUT); required unless --plan")
+    p.add_argument("--lrs", type=pos_float, nargs="+", default=list(GPU_STUDY["lrs"]),
                    help="learning rates, one process each (default %(default)s; lambda = 1e-3)")
+    p.add_argument("--twin", type=pos_float, nargs=2, default=list(GPU_STUDY["twin"]), metavar=("ETA", "LAM"),
+                   help="one more run at (eta, lambda), the equal-product twin of one of --lrs (default %(default)s)")
+    p.add_argument("--no-twin", dest="twin", action="store_const", const=None, help="no twin run")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="forward/loss precision (default %(default)s; see docs/measurements.md, bf16)")
+    p.add_argument("--batch-sharpness-every", type=int_at_least(0), default=GPU_STUDY["batch_sharpness_every"],
+                   help="batch sharpness on the step's own batch every k iterations (default %(default)s)")
+    p.add_argument("--study-start", type=int_at_least(0), default=0,
+                   help="destabilisations before this iteration open no period of the study (default %(default)s)")
+    p.add_argument("--plan", metavar="CIFAR_JSON",
+                   help="print the estimate of the smallest eta*lambda that completes 3 periods in --seconds on "
+                        "an H100 from a CPU study (docs/figures/cifar/cifar.json) and exit")
+    p.add_argument("--efficiency", type=pos_float, default=0.10,
+                   help="with --plan: assumed fraction of the H100's TF32 peak sustained (default %(default)s)")
     p.add_argument("--seconds", type=pos_float, default=DEFAULT_SECONDS,
                    help="wall-clock budget from start to stop (default %(default)s)")
     p.add_argument("--iters", type=int_at_least(1), default=10**9,
@@ -71,7 +105,7 @@ def build_parser() -> CliParser:
     p.add_argument("--record-every", type=int_at_least(1), default=10, help="default %(default)s")
     p.add_argument("--eval-every", type=int, default=1000,
                    help="test and full-pass train loss every k iterations (default %(default)s)")
-    p.add_argument("--sharpness-every", type=int_at_least(0), default=250,
+    p.add_argument("--sharpness-every", type=int_at_least(0), default=GPU_STUDY["sharpness_every"],
                    help="sphere sharpness for the forecast every k iterations (0: never; default %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
     p.add_argument("--threads", type=int_at_least(0), default=1, help="CPU threads per run (default %(default)s)")
@@ -87,6 +121,20 @@ def main(argv=None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.plan:
+        try:
+            est = plan(args.plan, args.seconds, len(args.lrs) + (1 if args.twin else 0), args.efficiency)
+        except (OSError, ValueError, KeyError) as exc:
+            cli_fail(PROG, f"cannot plan from {args.plan}: {exc}")
+        print(f"smallest eta*lambda with {est['n_periods']} periods in {est['seconds']:.0f} s: "
+              f"{est['smallest_eta_lam']:.3g} ({est['iterations_needed']:.0f} iterations at "
+              f"{est['iters_per_s_per_run']:.0f} it/s per run, {est['n_runs']} runs sharing "
+              f"{est['gpu_flops_assumed'] / 1e12:.0f} TFLOP/s; first phase {est['first_phase_iters']} it)"
+              + (f"; the floor of the fits' range (at most {est['extrapolation_floor']:.3g}: fitted power laws are "
+                 "not extrapolated further)" if est["floored"] else ""))
+        return 0
+    if not args.out:
+        cli_fail(PROG, "give --out DIR (or --plan CIFAR_JSON)")
     try:
         configs = check_configs(args)
         resolve_device(args.device)
@@ -95,7 +143,7 @@ def main(argv=None) -> int:
         cli_fail(PROG, str(exc))
     signal.signal(signal.SIGTERM, _interrupt)     # a `timeout` around the command: stop and summarise
     s = run_until(configs, Path(args.out), args.seconds, keep_checkpoints=args.keep_checkpoints,
-                  command=" ".join([PROG, *map(str, argv)]))
+                  command=" ".join([PROG, *map(str, argv)]), study_start=args.study_start)
     print(f"{args.out}: {len(s['rows'])} runs in {s['wall_s']:.0f} s on {s['device']}, "
           f"{s['total_images_per_s']:.0f} images/s in all")
     for r in s["rows"]:

@@ -14,6 +14,7 @@ from paper_figures import (
                fig_period_detail,
                fig_periodic,
                fig_phase,
+               fig_precision,
                fig_regimes,
 )
 
@@ -29,7 +30,9 @@ FIGURES = {
 #: experiments on real data, run only when named (not part of 'all' / 'report'); their ``make``
 #: also takes ``data_dir`` (None: $SIBN_DATA_DIR)
 EXPERIMENTS = {
-    "cifar": (fig_cifar, "real CIFAR-10: period frequency vs eta*lambda, predicted and forecast (needs the data)"),
+    "cifar": (fig_cifar, "real CIFAR-10: the eta*lambda study -- anatomy of periods, leave-one-out prediction, "
+                         "frequency, forecast by batch sharpness (needs the data)"),
+    "precision": (fig_precision, "real CIFAR-10: FP32 vs bf16 autocast, 3 seeds each at two eta*lambda (needs the data)"),
 }
 
 

@@ -26,7 +26,7 @@ def build_parser() -> CliParser:
     p.add_argument("name", choices=[*FIGURES, *EXPERIMENTS, *EXTENSIONS, "all", "report"], metavar="NAME",
                    help="figure name, 'all' or 'report' (see below)")
     p.add_argument("--data-dir", default=None,
-                   help="for 'cifar': folder holding cifar-10-batches-py/ (default $SIBN_DATA_DIR); get it with "
+                   help="for 'cifar' and 'precision': folder holding cifar-10-batches-py/ (default $SIBN_DATA_DIR); get it with "
                         "'python -m nets.data download cifar10 DIR'")
     p.add_argument("--quick", action="store_true", help="CPU-sized runs (minutes)")
     p.add_argument("--out", type=Path, default=None,
@@ -50,6 +50,7 @@ def publish_files(result, folder: Path, suffixes) -> None:
 def main(argv=None) -> int:
     catch_interrupts()
     from nets.data import DataError, cifar_source
+    from paper_figures.run_pool import RunFailed
 
     args = build_parser().parse_args(argv)
     try:
@@ -85,6 +86,9 @@ def main(argv=None) -> int:
         print(f"\ninterrupted: nothing published; finished figures ({done}) are in {out}; network runs "
               "resume from their checkpoints when the same command runs again", file=sys.stderr)
         return 130
+    except RunFailed as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except DataError as exc:             # e.g. SIBN_DATA_DIR pointing nowhere or at a broken pickle
         cli_fail(PROG, str(exc))
     except OSError as exc:               # e.g. the disk filled up while writing

@@ -49,7 +49,8 @@ class FigureResult:
     table: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "files": [str(f) for f in self.files], "summary": self.summary,
+        # file names only: a result moves between machines, and no machine's path belongs in it
+        return {"name": self.name, "files": [Path(f).name for f in self.files], "summary": self.summary,
                 "table": self.table}
 
 

@@ -42,3 +42,26 @@ def test_real_cifar_loads_and_the_si_norm_follows_the_exact_recurrence():
     gradient_share = eta**2 * g[:-1] ** 2 / predicted
     assert gradient_share.max() > 1e-2          # both terms matter: the check is not WD alone
     assert s["train_loss"][-50:].mean() < 0.9 * s["train_loss"][:50].mean()   # it learns from real images
+
+
+@pytest.mark.slow
+def test_real_cifar_study_smoke(tmp_path):
+    """The eta*lambda study's measurements on real images: batch sharpness on the step's own batch
+    (finite, positive, on the sphere's scale), the anatomy and forecasts of the run record."""
+    from nets.training.study import run_record
+    from theory.stability import projected_stability_threshold
+
+    cfg = TrainConfig(dataset="cifar10", data_dir=str(DATA), width=4, train_subset=512, test_subset=128,
+                      batch_size=64, lr=2.0, wd=5e-3, iters=600, record_every=2, eval_every=300,
+                      batch_sharpness_every=5, sharpness_every=100, sharpness_batches=1, sharpness_iters=6,
+                      init_si_norm=10.0, threads=1, quiet=True)
+    res = run_training(cfg, run_dir=tmp_path / "run")
+    b = res.batch_sharpness
+    assert len(b["iteration"]) == 120 and np.all(np.isfinite(b["batch_sharpness"]))
+    np.testing.assert_allclose(b["sphere_batch_sharpness"], b["batch_sharpness"] * b["si_norm"] ** 2, rtol=1e-9)
+    assert np.median(b["batch_sharpness"]) > 0                  # the loss curves up along the step
+    rec, arrays, anatomy = run_record(tmp_path / "run")
+    assert rec["threshold"] == pytest.approx(projected_stability_threshold(2.0, 5e-3))
+    assert rec["n_periods"] == len(anatomy.periods) and arrays["bs_eff"].size == 120
+    for p in anatomy.periods:
+        assert p.rise + p.decay == p.length and p.rho_max >= p.rho_next

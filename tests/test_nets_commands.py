@@ -57,27 +57,33 @@ def test_monitor_cli_errors_are_one_line(args, needle):
 
 
 @pytest.mark.slow
-def test_paper_check_command_runs_three_lrs_on_a_tiny_pack(tmp_path):
-    """The one-call GPU command, at tiny scale on the CPU: a fake CIFAR pack, width 2, 3 LRs."""
+def test_paper_check_command_runs_the_study_on_a_tiny_pack(tmp_path):
+    """The one-call GPU command, at tiny scale on the CPU: a fake CIFAR pack, width 2, 2 LRs + the twin."""
     write_fake_cifar(tmp_path / "data", "cifar10", n_train=200, n_test=40)
     _cli("nets.data", "pack", "--data-dir", tmp_path / "data", "--train", 200, "--test", 40, tmp_path / "p.npz",
          check=0)
     p = _cli("nets.paper_check", "--data-dir", tmp_path / "p.npz", "--out", tmp_path / "out", "--width", 2,
              "--iters", 16, "--seconds", 170, "--device", "cpu", "--record-every", 2, "--eval-every", 8,
-             "--sharpness-every", 8, check=0)
+             "--sharpness-every", 8, "--batch-sharpness-every", 4, "--lrs", 0.5, 1, "--twin", 2, 5e-4, check=0)
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert [r["lr"] for r in s["rows"]] == [0.5, 1.0, 2.0] and s["total_images_per_s"] > 0
+    assert [(r["lr"], r["wd"]) for r in s["rows"]] == [(0.5, 1e-3), (1.0, 1e-3), (2.0, 5e-4)]
+    assert s["total_images_per_s"] > 0
+    assert [r["eta_lam"] for r in s["study"]["runs"]] == pytest.approx([5e-4, 1e-3, 1e-3])
+    assert {"rise_fit", "frequency_fit", "forecast_median_abs_error_fraction"} <= set(s["study"])
     for r in s["rows"]:
         assert r["iters"] == 16 and r["completed"] and r["images_per_s"] > 0
         run = Path(r["run_dir"])
-        assert {"metrics.csv", "periods.json", "plot.png", "sharpness.csv"} <= {f.name for f in run.iterdir()}
+        assert {"metrics.csv", "periods.json", "plot.png", "sharpness.csv", "batch_sharpness.csv"} <= {
+            f.name for f in run.iterdir()}
         assert not (run / "checkpoint.pt").exists()
         cfg = json.loads((run / "config.json").read_text())
-        assert cfg["config"]["keep_last_bias"] and not cfg["config"]["drop_last"] and cfg["config"]["wd"] == 1e-3
+        assert cfg["config"]["keep_last_bias"] and not cfg["config"]["drop_last"] and cfg["config"]["width"] == 2
         assert cfg["derived"]["batches_per_epoch"] == 2                  # 200 images: 128 + the last 72
         assert "train_loss_full" in (run / "evals.csv").read_text().splitlines()[0]
     assert (tmp_path / "out" / "frequency.png").is_file() and (tmp_path / "out" / "summary.csv").is_file()
     assert "images/s in all" in p.stdout and p.stdout.count("eta=") == 3
+    plan = _cli("nets.paper_check", "--plan", tmp_path / "nothing.json", check=2)
+    assert plan.stderr.count("\n") == 1 and "cannot plan" in plan.stderr
     bad = _cli("nets.paper_check", "--data-dir", tmp_path / "none.npz", "--out", tmp_path / "o2", check=2)
     assert len(bad.stderr.strip().splitlines()) == 1 and "nets.data download" in bad.stderr
 

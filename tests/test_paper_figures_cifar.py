@@ -12,7 +12,7 @@ from paper_figures.__main__ import main
 TINY = fig_cifar.CifarExperiment(width=2, train_subset=96, test_subset=32, wd=2e-3, lrs=(0.5, 1.0, 1.5),
                                  twin=(2.0, 1e-3), iters=12, record_every=2, eval_every=6, sharpness_every=6,
                                  sharpness_batches=1, sharpness_iters=4, init_si_norm=20.0, batch_size=32,
-                                 scale_length=True)
+                                 scale_length=True, batch_sharpness_every=2, init_scale_with_lr=True)
 
 
 def test_presets_are_valid_and_hold_an_equal_product_twin():
@@ -23,17 +23,26 @@ def test_presets_are_valid_and_hold_an_equal_product_twin():
         twin = exp.twin[0] * exp.twin[1]
         assert sum(abs(p - twin) < 1e-12 for p in products) == 2, name      # the twin and its partner
         top = max(products)
+        given = dict(zip(exp.lrs, exp.run_iters))
         for c in cfgs:   # scale_length: every run spans the same number of periods (iters ~ 1/(eta*lam))
-            f = top / (c.lr * c.wd) if exp.scale_length else 1.0
+            f = (top / (c.lr * c.wd)) ** exp.length_exponent if exp.scale_length else 1.0
             want = math.ceil(exp.iters * f)
+            if c.wd == exp.wd and c.lr in given:     # measured run lengths replace the rule
+                want = given[c.lr] - exp.fit_iters
             if abs(c.lr * c.wd - twin) < 1e-12:      # the compared pair gets at least twin_iters
                 want = max(want, exp.twin_iters)
             assert c.iters - exp.fit_iters == want
+            assert c.batch_sharpness_every == exp.batch_sharpness_every
             assert (c.sharpness_every, c.sharpness_from) == (exp.sharpness_every, exp.sharpness_from)
             assert c.full_train_eval and c.image_size is None and c.dataset == "cifar10"
     quick = fig_cifar.PRESETS["quick"].configs("DATA")
-    assert [(c.lr, c.wd, c.iters) for c in quick] == [(2.0, 1e-3, 4200), (1.0, 2e-3, 4200), (1.0, 1e-3, 2500),
-                                                     (3.0, 1e-3, 2500)]    # the pair first, as workers take them
+    assert [(c.lr, c.wd, c.iters) for c in quick] == [(0.25, 1e-3, 7000), (0.5, 1e-3, 6500), (1.0, 1e-3, 4200),
+                                                     (0.5, 2e-3, 4200), (2.0, 1e-3, 2500), (3.0, 1e-3, 2500)]
+    # every run starts at the same effective LR (norm 20 sqrt(eta)); the twin at its partner's norm
+    assert [round(c.init_si_norm ** 2 / c.lr, 6) for c in quick if c.wd == 1e-3] == [400.0] * 5
+    assert [c.init_si_norm for c in quick if c.wd == 2e-3] == [20.0]
+    eta_lams = sorted({c.lr * c.wd for c in quick})
+    assert len(eta_lams) >= 4 and eta_lams[-1] / eta_lams[0] >= 10      # >= 4 values over >= a decade
 
 
 def test_twin_ratio_standard_error_matches_a_monte_carlo():
@@ -42,11 +51,11 @@ def test_twin_ratio_standard_error_matches_a_monte_carlo():
     t = rng.gamma(16.0, 10.0, size=(trials, n_t))          # mean 160, cv 0.25
     p = rng.gamma(9.0, 20.0, size=(trials, n_p))           # mean 180, cv 0.33
     ratios = t.mean(1) / p.mean(1)
-    rec = lambda x: {"mean_length": float(x.mean()), "std_length": float(x.std()), "n_periods": x.size}
+    rec = lambda x: {"measured_period": float(x.mean()), "std_period": float(x.std()), "n_periods": x.size}
     r, se = fig_cifar.twin_ratio(rec(t[0]), rec(p[0]))
     assert r == pytest.approx(t[0].mean() / p[0].mean())
     assert se == pytest.approx(ratios.std(), rel=0.2)      # the delta method vs the spread of 4,000 ratios
-    assert fig_cifar.twin_ratio({"mean_length": None, "n_periods": 0}, rec(p[0])) == (None, None)
+    assert fig_cifar.twin_ratio({"measured_period": None, "n_periods": 0}, rec(p[0])) == (None, None)
 
 
 @pytest.mark.slow
@@ -56,16 +65,23 @@ def test_cifar_experiment_end_to_end_on_fake_data_and_resumes(tmp_path, monkeypa
     args = ["cifar", "--quick", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"),
             "--publish", str(tmp_path / "pub")]
     assert main(args) == 0
-    s = json.loads((tmp_path / "pub" / "cifar.json").read_text())["summary"]
+    text = (tmp_path / "pub" / "cifar.json").read_text()
+    assert str(tmp_path) not in text and "/work/" not in text          # no machine's absolute path
+    s = json.loads(text)["summary"]
     assert (tmp_path / "pub" / "cifar.png").stat().st_size > 1000
     runs = s["runs"]
     assert [(r["eta"], r["lam"]) for r in runs] == [(0.5, 2e-3), (1.0, 2e-3), (1.5, 2e-3), (2.0, 1e-3)]
     assert [r["iterations"] for r in runs] == [36, 18, 12, 18]
     for r in runs:
-        for key in ("subset", "width", "n_periods", "mean_length", "std_length", "predicted_mean_length",
-                    "measured_over_predicted", "forecast_median_error_fraction", "images_per_s"):
+        for key in ("eta", "lam", "eta_lam", "n_periods", "measured_period", "predicted_period",
+                    "measured_over_predicted", "rise", "decay", "decay_predicted", "same_period_ratio", "images_per_s"):
             assert key in r
-        assert r["subset"] == 96 and r["width"] == 2
+        assert set(r["forecast"]) >= set(fig_cifar.FORECAST_METHODS)
+        assert r["train_subset"] == 96 and r["width"] == 2
+    for key in ("rise_fit", "frequency_fit", "forecast_median_abs_error_fraction"):
+        assert key in s
+    z = np.load(tmp_path / "out" / "cifar.npz")
+    assert z["run0_bs_eff"].size > 0
     assert "twin_length_ratio" in s and s["experiment"]["lrs"] == [0.5, 1.0, 1.5]
     assert "twin_norm_ratio" in s and s["twin_norm_ratio_predicted"] == pytest.approx(math.sqrt(2.0))
     runs_dir = fig_cifar.experiment_dir(tmp_path / "out", "quick", TINY)

@@ -129,3 +129,46 @@ def test_bad_inputs():
         riemannian_hessian(np.eye(3), np.ones(4))
     with pytest.raises(ValueError):
         riemannian_hessian(np.eye(3), np.zeros(3))
+
+
+# ---------------------------------------------------------------- the SGD + WD step's own threshold
+def _angle_growth(E, eta, lam, mu, steps=400):
+    """Heavy-ball SGD + WD on f(x) = h/2 * x2^2/|x|^2 in float64, h re-set every step so that
+    eta*h/rho^2 = E stays fixed; returns log|theta_end / theta_start| per step."""
+    x = np.array([1.0, 1e-9])
+    prev = x.copy()
+    for _ in range(steps):
+        rho2 = x @ x
+        h = E * rho2 / eta
+        grad = np.array([-h * x[1] ** 2 * x[0], h * x[1] * x[0] ** 2]) / rho2**2
+        x, prev = (1 + mu - eta * lam) * x - mu * prev - eta * grad, x
+    return np.log(abs(np.arctan2(x[1], x[0])) / 1e-9) / steps
+
+
+@pytest.mark.parametrize("eta,lam,mu", [(1.0, 0.05, 0.0), (0.5, 0.1, 0.0), (1.0, 0.05, 0.5), (1.0, 0.005, 0.8)])
+def test_projected_threshold_matches_simulation(eta, lam, mu):
+    from theory.stability import projected_stability_threshold, stability_threshold
+
+    thr = projected_stability_threshold(eta, lam, mu)
+    assert _angle_growth(thr * 0.99, eta, lam, mu) < 0 < _angle_growth(thr * 1.01, eta, lam, mu)
+    if eta * lam >= 0.05:   # the sphere-GD threshold 2(1+mu) is then measurably wrong: unstable below it
+        assert _angle_growth(stability_threshold(mu) * 0.99, eta, lam, mu) > 0
+
+
+def test_projected_threshold_derived_by_sympy():
+    import sympy as sp
+
+    from theory import symbolic as S
+    from theory.stability import projected_stability_threshold
+
+    e, l, m = S.SYMBOLS["eta"], S.SYMBOLS["lam"], S.SYMBOLS["mu"]
+    derived = S.projected_threshold()
+    assert sp.simplify(derived["momentum"] - 2 * (1 + m - e * l)) == 0
+    assert sp.simplify(derived["sgd"] - derived["momentum"].subs(m, 0)) == 0
+    for eta, lam, mu in [(1.0, 1e-3, 0.0), (0.3, 0.2, 0.5)]:
+        value = float(derived["momentum"].subs({e: eta, l: lam, m: mu}))
+        assert projected_stability_threshold(eta, lam, mu) == pytest.approx(value, rel=1e-12)
+    with pytest.raises(ValueError, match="eta\\*lam must be < 1"):
+        projected_stability_threshold(10.0, 0.2)
+    with pytest.raises(ValueError, match="complex alpha"):
+        projected_stability_threshold(2.0, 0.01, 0.8)

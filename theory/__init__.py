@@ -30,7 +30,8 @@ from .invariance import (InvarianceReport, check_module_scale_invariance, check_
 from .sphere import block_norms, project_to_sphere, sphere_angular_update, sphere_step
 from .stability import (critical_effective_lr, critical_norm, is_unstable, norm_decay_factor,
                         predicted_period_frequency, predicted_period_length, riemannian_hessian,
-                        sphere_sharpness, stability_margin, stability_threshold)
+                        projected_stability_threshold, sphere_sharpness, stability_margin,
+                        stability_threshold)
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in {
     "dynamics", "equilibrium", "equivalences", "invariance", "sphere", "stability"}]

@@ -45,6 +45,7 @@ __all__ = [
     "is_unstable",
     "critical_norm",
     "critical_effective_lr",
+    "projected_stability_threshold",
     "norm_decay_factor",
     "predicted_period_length",
     "predicted_period_frequency",
@@ -85,6 +86,43 @@ def critical_effective_lr(sharpness, momentum=0.0):
     r"""Effective LR at which training destabilises: :math:`\tilde\eta_c = 2(1+\mu)/h`."""
     h = check_positive("sharpness", sharpness)
     return scalar_or_array(2 * (1 + check_momentum(momentum)) / h)
+
+
+def projected_stability_threshold(eta, lam, momentum=0.0):
+    r"""Largest stable :math:`\tilde\eta h` for the SGD + WD step itself: :math:`2(1+\mu-\eta\lambda)`.
+
+    :func:`stability_threshold` is the threshold of GD on the sphere. The actual step
+    :math:`x^+ = (1-\eta\lambda)x - \eta\nabla f(x)` moves the *direction* :math:`u = x/\rho` as
+    GD on the sphere with the larger effective LR :math:`\tilde\eta/(1-\eta\lambda)`
+    (divide the step by :math:`1-\eta\lambda`, which does not change the direction), so the
+    linearised tangent map :math:`\theta^+ = (1 - \tilde\eta h/(1-\eta\lambda))\,\theta` is stable
+    iff :math:`\tilde\eta h < 2(1-\eta\lambda)`. With heavy-ball momentum :math:`\mu` write the
+    tangent coordinate as :math:`y = \theta\rho` and the norm's decay as :math:`\rho_t \propto
+    \alpha^t` (:func:`norm_decay_factor`); then :math:`w = \alpha z` (:math:`z` the per-step
+    factor of :math:`\theta`) solves :math:`w^2 - (1+\mu-\eta\lambda-\tilde\eta h)w + \mu = 0`, and a
+    root leaves :math:`|z| < 1` through :math:`w = -\alpha` exactly at
+
+    .. math:: \tilde\eta h = 2(1+\mu-\eta\lambda),
+
+    using :math:`\alpha^2 + \mu = (1+\mu-\eta\lambda)\alpha`. Derived symbolically in
+    :func:`theory.symbolic.projected_threshold` and checked by simulation in the tests
+    (Lobacheva et al., 2021, Sec. 4 give the leading order :math:`2(1+\mu)`). Compare it with
+    :math:`\tilde\eta S` for the *batch sharpness* :math:`S` (Andreyev & Beneventano, 2024,
+    "Edge of Stochastic Stability", arXiv 2412.20553, Sec. 3), measured per mini-batch.
+
+    Parameters
+    ----------
+    eta, lam : float or array
+        Learning rate (> 0) and weight decay (>= 0), ``eta * lam < 1``.
+    momentum : float, optional
+        Heavy-ball coefficient :math:`\mu \in [0, 1)`, with :math:`\eta\lambda \le (1-\sqrt\mu)^2`
+        (a real :math:`\alpha`; above it the norm itself oscillates and the derivation fails).
+    """
+    eta_a, lam_a = check_decay(eta, lam)
+    mu = check_momentum(momentum)
+    if np.any(eta_a * lam_a > (1 - np.sqrt(mu)) ** 2):
+        raise ValueError("eta*lam > (1 - sqrt(momentum))^2: the norm oscillates (complex alpha), no threshold")
+    return scalar_or_array(2 * (1 + mu - eta_a * lam_a))
 
 
 def critical_norm(eta, sharpness, momentum=0.0):

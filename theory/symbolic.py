@@ -23,6 +23,7 @@ __all__ = [
     "texp_substitution_residual",
     "momentum_moment_map",
     "momentum_equilibrium",
+    "projected_threshold",
 ]
 
 eta, lam, G, u = sp.symbols("eta lambda G u", positive=True)
@@ -131,3 +132,38 @@ def momentum_equilibrium():
     cos_angle = sp.simplify(c_star.subs(P, sq_norm) / sq_norm)
     return {"sq_norm": sq_norm, "norm4": sp.simplify(sq_norm**2), "cos_angle": cos_angle,
             "angle": sp.acos(cos_angle)}
+
+
+@lru_cache(maxsize=None)
+def projected_threshold():
+    r"""The largest stable :math:`E = \tilde\eta h` of the SGD + WD step, derived two ways.
+
+    ``"sgd"``: from the exact nonlinear step on the SI function
+    :math:`f(x) = \tfrac h2\,x_2^2/\|x\|^2` at :math:`x = \rho(\cos\theta, \sin\theta)`:
+    :math:`x^+ = (1-\eta\lambda)x - \eta\nabla f(x)`, :math:`\theta^+ = \operatorname{atan2}(x^+_2, x^+_1)`;
+    the slope :math:`\mathrm d\theta^+/\mathrm d\theta` at the minimum :math:`\theta = 0` equals
+    :math:`-1` at the returned :math:`E` (with :math:`\tilde\eta = \eta/\rho^2`).
+
+    ``"momentum"``: heavy ball :math:`x_{t+1} = a x_t - \mu x_{t-1} - \eta\nabla f(x_t)`,
+    :math:`a = 1+\mu-\eta\lambda`, linearised at the minimum: the tangent coordinate obeys
+    :math:`y_{t+1} = (a - E)y_t - \mu y_{t-1}` and the norm :math:`\rho_t \propto \alpha^t` with
+    :math:`\alpha` the larger root of :math:`\alpha^2 - a\alpha + \mu = 0`; the angle
+    :math:`\theta_t = y_t/\rho_t \propto z^t` then has the characteristic polynomial
+    :math:`\alpha^2z^2 - \alpha(a-E)z + \mu`, which gets the root :math:`z = -1` at the returned
+    :math:`E`. Both equal :func:`theory.stability.projected_stability_threshold`.
+    """
+    h, rho, th, E, z = sp.symbols("h rho theta E z", positive=True)
+    x1, x2 = sp.symbols("x1 x2", real=True)
+    f = h / 2 * x2**2 / (x1**2 + x2**2)
+    point = {x1: rho * sp.cos(th), x2: rho * sp.sin(th)}
+    step = [((1 - eta * lam) * v - eta * sp.diff(f, v)).subs(point) for v in (x1, x2)]
+    slope = sp.diff(sp.atan2(step[1], step[0]), th).subs(th, 0)
+    slope = sp.simplify(slope.subs(h, E * rho**2 / eta))
+    sgd = sp.solve(sp.Eq(slope, -1), E)
+    a = 1 + mu - eta * lam
+    alpha = (a + sp.sqrt(a**2 - 4 * mu)) / 2
+    char = alpha**2 * z**2 - alpha * (a - E) * z + mu
+    momentum = sp.solve(sp.Eq(char.subs(z, -1), 0), E)
+    if len(sgd) != 1 or len(momentum) != 1:
+        raise RuntimeError(f"expected one threshold each, got {sgd} and {momentum}")
+    return {"sgd": sp.simplify(sgd[0]), "momentum": sp.simplify(momentum[0])}

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nets.monitor.batch_sharpness import BATCH_SHARPNESS_COLUMNS, BatchSharpnessRecord
 from nets.monitor.sharpness import SHARPNESS_COLUMNS, SharpnessRecord, buffers_kept
 from theory.dynamics import angular_update, effective_grad_norm
 
@@ -257,6 +258,7 @@ class Recorder:
         self.layer_angular_updates = RowTable(n_layers)
         self.evals = RowTable(len(EVAL_COLUMNS))
         self.sharpness = RowTable(len(SHARPNESS_COLUMNS))
+        self.batch_sharpness = RowTable(len(BATCH_SHARPNESS_COLUMNS))
 
     def add_step(self, *, iteration: int, epoch: int, lr: float, loss_acc: torch.Tensor,
                  probe: StepProbe, after: torch.Tensor, eff_lr_at, norm_scale: float = 1.0) -> StepRecord:
@@ -301,6 +303,11 @@ class Recorder:
         self.sharpness.append(row)
         return row
 
+    def add_batch_sharpness(self, row: BatchSharpnessRecord) -> BatchSharpnessRecord:
+        """Record one row of :data:`nets.monitor.batch_sharpness.BATCH_SHARPNESS_COLUMNS`."""
+        self.batch_sharpness.append(row)
+        return row
+
     def arrays(self) -> tuple[dict, np.ndarray, dict]:
         """``(steps, layer_norms, evals)``: dicts of 1-D arrays by column, and an
         ``n_records x n_layers`` array."""
@@ -324,10 +331,15 @@ class Recorder:
         """The sharpness measurements as a dict of 1-D arrays (None if there are none)."""
         return _table(self.sharpness, SHARPNESS_COLUMNS) if self.sharpness else None
 
+    def batch_sharpness_table(self) -> dict | None:
+        """The batch-sharpness measurements as a dict of 1-D arrays (None if there are none)."""
+        return _table(self.batch_sharpness, BATCH_SHARPNESS_COLUMNS) if self.batch_sharpness else None
+
     def state_dict(self) -> dict:
         """Plain lists of rows (checkpoints load them with torch's ``weights_only`` reader)."""
         return {"steps": self.steps.tolist(), "layer_norms": self.layer_norms.tolist(), "evals": self.evals.tolist(),
-                "sharpness": self.sharpness.tolist(), "n_layers": self.n_layers,
+                "sharpness": self.sharpness.tolist(), "batch_sharpness": self.batch_sharpness.tolist(),
+                "n_layers": self.n_layers,
                 "layer_grad_norms": self.layer_grad_norms.tolist(),
                 "layer_angular_updates": self.layer_angular_updates.tolist()}
 
@@ -338,6 +350,7 @@ class Recorder:
         pad = [float("nan")] * len(EVAL_COLUMNS)     # rows of checkpoints from before train_*_full
         self.evals = RowTable(len(EVAL_COLUMNS), [(list(r) + pad)[:len(EVAL_COLUMNS)] for r in state["evals"]])
         self.sharpness = RowTable(len(SHARPNESS_COLUMNS), state.get("sharpness", []))
+        self.batch_sharpness = RowTable(len(BATCH_SHARPNESS_COLUMNS), state.get("batch_sharpness", []))
         self.layer_grad_norms = RowTable(n, state.get("layer_grad_norms", []))
         self.layer_angular_updates = RowTable(n, state.get("layer_angular_updates", []))
 

@@ -53,6 +53,9 @@ def check_batchable(configs) -> None:
     if not configs:
         raise ValueError("no configurations to train")
     first = configs[0]
+    if any(c.batch_sharpness_every for c in configs):
+        raise ValueError("batched runs do not measure the batch sharpness (it needs each run's own graph); "
+                         "train these runs one by one")
     for c in configs[1:]:
         for name in SHARED_FIELDS:
             if getattr(c, name) != getattr(first, name):

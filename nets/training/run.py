@@ -17,6 +17,8 @@ A run directory (``<out>/nets-<dataset>-<model>-<timestamp>/``) receives
   per-tensor table of :class:`nets.SIMonitor` (``regime``, ``layers``, ``total``);
 * ``layers.csv``   -- that table: per SI tensor and in total, measured vs equilibrium values;
 * ``sharpness.csv`` -- with ``sharpness_every`` > 0: :data:`nets.monitor.sharpness.SHARPNESS_COLUMNS`;
+* ``batch_sharpness.csv`` -- with ``batch_sharpness_every`` > 0:
+  :data:`nets.monitor.batch_sharpness.BATCH_SHARPNESS_COLUMNS`;
 * ``plot.png``     -- loss, norm, effective LR, test accuracy with destabilisations marked;
 * ``equilibrium.png`` -- norm, effective LR and angular update against their equilibrium values;
 * ``checkpoint.pt`` -- the resumable state (every ``checkpoint_every`` iterations and at the end),
@@ -57,7 +59,7 @@ from nets.training.trainer import Trainer, TrainingDiverged, resolve_device
 #: a run measures its speed after this many seconds and warns if what is left would take LONG_RUN_S
 LENGTH_CHECK_S, LONG_RUN_S = 10.0, 86400.0
 #: the result files of a run directory (those present are listed in its SHA256SUMS)
-RUN_FILES = ("config.json", "metrics.csv", "evals.csv", "sharpness.csv", "metrics.npz", "periods.json", "layers.csv",
+RUN_FILES = ("config.json", "metrics.csv", "evals.csv", "sharpness.csv", "batch_sharpness.csv", "metrics.npz", "periods.json", "layers.csv",
              "plot.png", "equilibrium.png")
 
 __all__ = ["RUN_FILES", "RunResult", "RunAborted", "run_training", "resume_training", "resume_config", "finish_run",
@@ -83,6 +85,7 @@ class RunResult:
     device: str
     diverged: str | None = None
     sharpness: dict | None = None
+    batch_sharpness: dict | None = None
     layers: dict | None = None      # per-SI-tensor series (nets.monitor.metrics.LAYER_SERIES)
     monitor: dict | None = None     # SIMonitor.summary(): regime, per-tensor table, equilibrium series
     resumed_from: int = 0
@@ -149,9 +152,13 @@ def _write_results(run_dir: Path, result: RunResult, title: str) -> None:
     sharp = result.sharpness or {}
     if sharp:
         write_csv(run_dir / "sharpness.csv", sharp)
+    batch = result.batch_sharpness or {}
+    if batch:
+        write_csv(run_dir / "batch_sharpness.csv", batch)
     write_npz(run_dir / "metrics.npz", **{f"step_{k}": v for k, v in result.steps.items()},
               **{f"eval_{k}": v for k, v in result.evals.items()},
-              **{f"sharpness_{k}": v for k, v in sharp.items()}, **result.layers, **series,
+              **{f"sharpness_{k}": v for k, v in sharp.items()},
+              **{f"batch_sharpness_{k}": v for k, v in batch.items()}, **result.layers, **series,
               si_names=np.array(result.si_groups.si))
     extra = {k: mon[k] for k in ("regime", "optimizer", "layers", "total") if k in mon}
     write_json(run_dir / "periods.json", {"summary": result.period_summary, "report": result.periods,
@@ -299,7 +306,8 @@ def finish_run(trainer: Trainer, device: torch.device, run_dir: Path | None, *, 
                        completed=completed, iterations=trainer.iteration, elapsed_s=elapsed_s,
                        iters_per_s=iterations_done / max(elapsed_s, 1e-9),
                        device=str(device), diverged=None if diverged is None else str(diverged),
-                       sharpness=sharpness, layers=trainer.recorder.layer_arrays(), monitor=monitor,
+                       sharpness=sharpness, batch_sharpness=trainer.recorder.batch_sharpness_table(),
+                       layers=trainer.recorder.layer_arrays(), monitor=monitor,
                        resumed_from=resumed_from)
     if run_dir is not None:
         opt = (f"fixed ELR {config.fixed_elr:g}{' per layer' if config.fixed_elr_per_layer else ''}"

@@ -26,12 +26,14 @@ def _train(cfg_dict: dict, run_dir: str) -> None:
 
 
 def run_until(configs: list, out: Path, seconds: float, *, keep_checkpoints: bool = False,
-              command: str = "") -> dict:
+              command: str = "", study_start: int = 0) -> dict:
     """Train every config concurrently for ``seconds`` of wall time; return the summary written
-    (``command`` is recorded in it)."""
+    (``command`` is recorded in it). The summary's ``study`` holds the eta*lambda study of the
+    runs (:mod:`nets.training.study`; destabilisations before ``study_start`` open no period)."""
     from nets.plots import plot_sweep
     from nets.training.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
-    from nets.training.sweep import ROW_KEYS, sweep_row
+    from nets.training.study import run_record, study_summary
+    from nets.training.sweep import ROW_KEYS, run_tag, sweep_row
 
     out = Path(out)
     runs = out / "runs"
@@ -39,7 +41,7 @@ def run_until(configs: list, out: Path, seconds: float, *, keep_checkpoints: boo
     t0 = time.perf_counter()
     procs = []
     for cfg in configs:
-        run_dir = runs / f"lr{cfg.lr:g}"
+        run_dir = runs / run_tag(cfg)
         p = ctx.Process(target=_train, args=(cfg.to_dict(), str(run_dir)), name=run_dir.name)
         p.start()
         procs.append((cfg, run_dir, p))
@@ -66,11 +68,15 @@ def run_until(configs: list, out: Path, seconds: float, *, keep_checkpoints: boo
             for name in (CHECKPOINT_NAME, PREVIOUS_NAME):
                 (run_dir / name).unlink(missing_ok=True)
     done = [r for r in rows if "note" not in r]
+    studied = [run_record(runs / run_tag(cfg), start=study_start) for cfg, _, _ in procs
+               if (runs / run_tag(cfg) / "periods.json").exists()]
+    records = [rec for rec, _, _ in studied]
+    study = {"runs": records, **study_summary(records, [a for _, _, a in studied])} if studied else None
     device = device_name(configs[0])
     summary = {"command": command, "device": device, "wall_s": wall, "budget_s": seconds, "interrupted": interrupted,
                "total_images_per_s": sum(r["images_per_s"] for r in done if math.isfinite(r["images_per_s"])),
                "config": {k: v for k, v in configs[0].to_dict().items() if k not in ("lr", "iters")},
-               "rows": rows}
+               "rows": rows, "study": study}
     write_json(out / "summary.json", summary)
     if done:
         write_csv(out / "summary.csv", {k: [r[k] for r in done] for k in ROW_KEYS})

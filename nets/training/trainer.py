@@ -26,9 +26,11 @@ from nets.data import ImageData
 from nets.data.augment import EpochSampler
 from nets.models import build_model
 from nets.monitor import SIMonitor
+from nets.monitor.batch_sharpness import batch_sharpness_backward
 from nets.monitor.metrics import TrainingDiverged, evaluate, full_pass_train_loss
 from nets.monitor.sharpness import fixed_batches
 from nets.monitor.si import SIGroups, find_si_groups
+from nets.training.precision import autocast, check_precision
 from theory.equivalences import texp_schedule
 
 __all__ = ["Trainer", "resolve_device", "TrainingDiverged"]
@@ -55,6 +57,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: ImageData, device: torch.device | str = "cpu"):
         self.config = c = config
         self.device = torch.device(device)
+        check_precision(c.precision, self.device)
         torch.manual_seed(c.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True   # fixed shapes: pick the fastest kernels once
@@ -175,10 +178,17 @@ class Trainer:
         """One optimizer step; returns the recorded row on recording steps, else None."""
         t = self.begin_step()
         xb, yb, _ = self.sampler.next()
-        out = self.model(xb)
-        loss = F.cross_entropy(out, yb)
+        with autocast(self.config.precision, self.device):
+            out = self.model(xb)
+            loss = F.cross_entropy(out, yb)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        k = self.config.batch_sharpness_every
+        if k and t >= self.config.sharpness_from and t % k == 0 and self.watch.params:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            self.recorder.add_batch_sharpness(batch_sharpness_backward(
+                loss, trainable, self.watch.params, iteration=t, lr=self.lr_at(t)))
+        else:
+            loss.backward()
         with torch.no_grad():
             correct = (out.argmax(1) == yb).sum()
         return self.finish_step(t, loss.detach(), correct, yb.shape[0])
