@@ -158,7 +158,8 @@ def test_hooks_alone_record_everything_but_the_loss(tmp_path):
             "grad_norm:features.11.weight", "norm:features.3.weight"} <= set(header)
     rep = json.loads((tmp_path / "periods.json").read_text())
     assert rep["regime"]["regime"] == s["regime"]["regime"] and rep["si_groups"]["si"] == CONVS
-    assert (tmp_path / "plot.png").stat().st_size > 0
+    assert not (tmp_path / "plot.png").exists()          # close() only finalises the data
+    assert mon.plot().stat().st_size > 0                  # the figure on demand, into out/plot.png
     assert (tmp_path / "layers.csv").read_text().splitlines()[-1].startswith("total,group")
     _train(model, opt, x, y, 2)                          # closed: the hooks are gone
     assert len(mon.recorder.steps) == 5

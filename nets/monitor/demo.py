@@ -71,7 +71,7 @@ def run_demo(data_dir, *, out="runs/monitor-demo", subset: int = 2560, epochs: i
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
     mon = SIMonitor(model, optimizer, example_batch=x[:8], log_every=log_every, out=out,
-                    steps_per_epoch=len(loader), verbose=not quiet)
+                    steps_per_epoch=len(loader), verbose=not quiet, plot=True)
     t0 = time.perf_counter()
     with Progress(epochs * len(loader), desc="ResNet-18 / CIFAR-10 subset", enabled=False if quiet else None) as bar:
         try:

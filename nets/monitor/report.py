@@ -134,10 +134,11 @@ def analyse_monitor(mon) -> dict:
             "series": {"eq_si_norm": eq_norm, "eq_eff_lr": eq_eff, "eq_angular_update": total_angle}}
 
 
-def write_monitor_outputs(out, mon, summary: dict) -> None:
+def write_monitor_outputs(out, mon, summary: dict, plot: bool = True) -> None:
     """``metrics.csv``/``metrics.npz`` (steps, equilibrium series, per-tensor series),
     ``periods.json`` (periods, regime, SI groups, hyper-parameters, per-tensor rows),
-    ``layers.csv``, ``sharpness.csv`` (if measured), ``plot.png`` and their ``SHA256SUMS`` into folder ``out``."""
+    ``layers.csv``, ``sharpness.csv`` (if measured), ``plot.png`` (if ``plot``) and their
+    ``SHA256SUMS`` into folder ``out``."""
     from nets.plots import plot_monitor
 
     steps, _, _ = mon.recorder.arrays()
@@ -152,7 +153,7 @@ def write_monitor_outputs(out, mon, summary: dict) -> None:
     table = summary["layers"] + [summary["total"]]
     write_csv(out / "layers.csv", {k: [r[k] for r in table] for k in table[0]})
     write_json(out / "periods.json", {k: v for k, v in summary.items() if k not in ("series", "period_report")})
-    if len(steps["iteration"]) > 1:
+    if plot and len(steps["iteration"]) > 1:
         plot_monitor(out / "plot.png", steps, series, summary, sharpness=sharp or None)
     write_manifest(out, ("metrics.csv", "sharpness.csv", "metrics.npz", "layers.csv", "periods.json", "plot.png"))
 

@@ -7,7 +7,7 @@
     for x, y in loader:
         loss = F.cross_entropy(model(x), y); optimizer.zero_grad(); loss.backward(); optimizer.step()
         mon.step(loss)            # optional: without it the hooks record everything but the loss
-    print(mon.close())            # writes metrics.csv/npz, periods.json, layers.csv, plot.png
+    print(mon.close())            # writes metrics.csv/npz, periods.json, layers.csv (plot.png: mon.plot())
 
 The monitor finds the scale-invariant (SI) parameters by testing (:func:`nets.monitor.si.find_si_groups`,
 groups SI only jointly included) and hooks ``optimizer.step`` (``register_step_pre_hook`` /
@@ -98,6 +98,9 @@ class SIMonitor:
         into ``out/records.csv`` as they are made (flushed every ``flush_every`` records or
         ``flush_seconds`` seconds; :class:`nets.monitor.sinks.CSVStream`) and :meth:`close` writes
         the rest.
+    plot : bool
+        Also draw ``out/plot.png`` at :meth:`close` (about 1.5 s, most of it matplotlib); by default
+        close only finalises the data, and :meth:`plot` draws the figure whenever it is wanted.
     sinks : sequence, optional
         More places for every record as it is made, e.g.
         :class:`nets.monitor.sinks.TensorBoardSink` (:mod:`nets.monitor.sinks`).
@@ -134,13 +137,14 @@ class SIMonitor:
                  sharpness_every: int = 0, sharpness_from: int = 0, sharpness_batches=None, loss_fn=None,
                  sharpness_iters: int = 30, sharpness_seed: int = 0, detect_every: int | str = "auto",
                  run_info=None, example_args: tuple | None = None, output=None, sinks=(), flush_every: int = 100,
-                 flush_seconds: float = 30.0, verbose: bool = True):
+                 flush_seconds: float = 30.0, verbose: bool = True, plot: bool = False):
         if int(log_every) != log_every or log_every < 1:
             raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer, self.log_every = model, optimizer, int(log_every)
         self.out = Path(out) if out is not None else None
+        self.draw_at_close = bool(plot)
         if self.out is not None:
             ensure_writable(self.out)          # a bad folder is found now, not after the run
         self.groups = _resolve_groups(model, example_batch, si_groups, example_args, output)
@@ -332,12 +336,26 @@ class SIMonitor:
         summary = self.summary()
         try:
             if self.out is not None:
-                write_monitor_outputs(self.out, self, summary)
+                write_monitor_outputs(self.out, self, summary, plot=self.draw_at_close)
         finally:
             for sink in self.sinks:
                 if hasattr(sink, "close"):
                     sink.close()
         return summary
+
+    def plot(self, path=None) -> Path:
+        """Draw the monitor's figure (loss, norm, effective LR, angular update vs equilibrium, with
+        the destabilisations) of what was recorded so far into ``path`` (default ``out/plot.png``)."""
+        from nets.plots import plot_monitor
+        if path is None and self.out is None:
+            raise ValueError("give a path: this monitor has no out folder")
+        path = Path(path) if path is not None else self.out / "plot.png"
+        steps, _, _ = self.recorder.arrays()
+        if len(steps["iteration"]) < 2:
+            raise ValueError(f"only {len(steps['iteration'])} record(s): nothing to plot yet")
+        summary = self.summary()
+        plot_monitor(path, steps, summary["series"], summary, sharpness=self.recorder.sharpness_table())
+        return path
 
     def __enter__(self) -> "SIMonitor":
         return self
