@@ -109,7 +109,9 @@ def plot_study(records: list[dict], arrays: list[dict], summary: dict, title: st
     _ratios(axes[0, 1], records, twin_index)
     _frequency(axes[1, 0], records, summary)
     _edge(axes[1, 1], records, arrays, [picks[0], picks[-1]], colors)
+    ticks = sorted({r["eta_lam"] for r in records})
     for ax in (axes[0, 1], axes[1, 0]):
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks], fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
