@@ -108,3 +108,15 @@ def test_identity_residuals_are_tiny_in_fp32_and_larger_in_bf16():
     assert np.abs(out["fp32"]["cos"]).max() < 1e-5 and out["fp32"]["recurrence_residual"].max() < 1e-6
     assert np.abs(out["bf16"]["cos"]).max() < 1e-2
     assert np.median(np.abs(out["bf16"]["cos"])) > np.median(np.abs(out["fp32"]["cos"]))
+
+
+def test_bf16_on_a_device_without_it_is_refused_before_any_folder(tmp_path, monkeypatch):
+    from nets.training.run import run_training
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "an old GPU")
+    import nets.training.run as run_mod
+    monkeypatch.setattr(run_mod, "resolve_device", lambda name: torch.device("cuda"))
+    with pytest.raises(ValueError, match="bf16 needs a GPU that supports it; an old GPU does not"):
+        run_training(TrainConfig(**SMALL, precision="bf16", device="cuda"), run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -54,6 +54,7 @@ from nets.data import load_data
 from nets.monitor.si import SIGroups
 from nets.training.checkpoint import CHECKPOINT_NAME, has_checkpoint, load_run_checkpoint, save_checkpoint
 from nets.training.lock import run_dir_lock
+from nets.training.precision import check_precision
 from nets.training.trainer import Trainer, TrainingDiverged, resolve_device
 
 #: a run measures its speed after this many seconds and warns if what is left would take LONG_RUN_S
@@ -205,6 +206,7 @@ def run_training(config: TrainConfig, *, run_dir: str | Path | None = None, writ
     """
     config.validate()
     device = resolve_device(config.device)
+    check_precision(config.precision, device)               # bf16 on a device without it: before any folder
     created = write and run_dir is None
     run_dir = new_run_dir(config) if created else run_dir   # fails early when the output is unwritable
     previous_threads = torch.get_num_threads()
