@@ -29,6 +29,9 @@ def build_parser() -> CliParser:
                    help="for 'cifar' and 'precision': folder holding cifar-10-batches-py/ (default $SIBN_DATA_DIR); get it with "
                         "'python -m nets.data download cifar10 DIR'")
     p.add_argument("--quick", action="store_true", help="CPU-sized runs (minutes)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="for 'cifar': compute precision of its runs (default: the preset's, fp32; "
+                        "bf16 = autocast, see docs/measurements.md); its runs are cached apart")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default runs/paper_figures[-quick])")
     p.add_argument("--publish", type=Path, default=None,
@@ -53,6 +56,8 @@ def main(argv=None) -> int:
     from paper_figures.run_pool import RunFailed
 
     args = build_parser().parse_args(argv)
+    if args.precision is not None and args.name != "cifar":
+        cli_fail(PROG, f"--precision applies to 'cifar' only ('precision' runs both; the toy has none), not {args.name!r}")
     try:
         if args.name in EXPERIMENTS:            # the real data: found before any folder is made
             cifar_source("cifar10", args.data_dir)
@@ -67,7 +72,9 @@ def main(argv=None) -> int:
         for k, name in enumerate(names, 1):
             t = time.perf_counter()
             print(f"[{k}/{len(names)}] {name} ...", flush=True)
-            if name in EXPERIMENTS:
+            if name == "cifar" and args.precision is not None:
+                res = EXPERIMENTS[name][0].make(out, args.quick, data_dir=args.data_dir, precision=args.precision)
+            elif name in EXPERIMENTS:
                 res = EXPERIMENTS[name][0].make(out, args.quick, data_dir=args.data_dir)
             else:
                 res = {**FIGURES, **EXTENSIONS}[name][0].make(out, args.quick)

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,13 +176,14 @@ def _records(exp: "CifarExperiment", configs: dict, sweep_dir: Path):
     return records, arrays, anatomies
 
 
-def make(out: Path, quick: bool, data_dir: str | None = None) -> FigureResult:
-    """Run (or reuse) the experiment of ``PRESETS["quick" if quick else "full"]`` and write
-    ``cifar.png/pdf`` and ``cifar.json/npz``. Raises :class:`nets.data.DataError` without data."""
+def make(out: Path, quick: bool, data_dir: str | None = None, precision: str | None = None) -> FigureResult:
+    """Run (or reuse) the experiment of ``PRESETS["quick" if quick else "full"]`` (in ``precision``
+    if given, else the preset's) and write ``cifar.png/pdf`` and ``cifar.json/npz``. Raises
+    :class:`nets.data.DataError` without data."""
     from nets.data import load_cifar, resolve_data_dir
 
     mode = "quick" if quick else "full"
-    exp = PRESETS[mode]
+    exp = PRESETS[mode] if precision is None else replace(PRESETS[mode], precision=precision)
     data_dir = resolve_data_dir(data_dir)
     load_cifar("cifar10", data_dir)                  # the one-line DataError before any work
     sweep_dir = experiment_dir(out, mode, exp)
@@ -193,7 +194,7 @@ def make(out: Path, quick: bool, data_dir: str | None = None) -> FigureResult:
     summary = study_summary(records, anatomies)
     res = FigureResult(NAME)
     title = (f"SI ConvNet-{exp.width} on real CIFAR-10 (32x32, first {exp.train_subset or 50000} train images), "
-             f"batch {exp.batch_size}, {mode} preset")
+             f"batch {exp.batch_size}, {mode} preset" + (", bf16 autocast" if exp.precision == "bf16" else ""))
     twin, partner = records[-1], next((r for r in records[:-1] if math.isclose(r["eta_lam"], records[-1]["eta_lam"])),
                                       None)
     save_figure(plot_study(records, arrays, summary, title, twin_index=len(records) - 1), out, NAME, res)
