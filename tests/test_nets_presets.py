@@ -38,8 +38,11 @@ def test_preset_config_is_the_one_way_to_build_a_preset_run():
 def test_paper_check_builds_its_runs_from_the_preset():
     args = paper_check.build_parser().parse_args(["--out", "o", "--data-dir", "D", "--lrs", "0.5", "2", "--width", "4"])
     runs = paper_check.check_configs(args)
-    assert [c.lr for c in runs] == [0.5, 2.0]
-    assert all(c.width == 4 and c.keep_last_bias and c.full_train_eval and c.wd == 1e-3 for c in runs)
+    assert [(c.lr, c.wd) for c in runs] == [(0.5, 1e-3), (2.0, 1e-3), (0.025, 2e-3)]     # + the default twin
+    assert all(c.width == 4 and c.keep_last_bias and c.full_train_eval for c in runs)
+    assert all(c.precision == "bf16" and c.batch_sharpness_every == 10 for c in runs)   # the GPU study's defaults
+    plain = paper_check.build_parser().parse_args(["--out", "o", "--lrs", "1", "--no-twin", "--precision", "fp32"])
+    assert [(c.lr, c.precision) for c in paper_check.check_configs(plain)] == [(1.0, "fp32")]
 
 
 def test_regimes_paper_runs_the_paper_model(tmp_path, capsys):
