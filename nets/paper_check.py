@@ -1,20 +1,23 @@
-"""``python -m nets.paper_check`` -- the paper's setting at several learning rates within a time budget.
+"""``python -m nets.paper_check`` -- the eta*lambda study at the paper's width, in one call on a GPU.
 
 Made for a single call on a GPU machine (run from the checkout with ``PYTHONPATH=.``; nothing to
-install): one training process per learning rate, all started together on the same device, each
-the authors' configuration (:data:`nets.presets.PAPER`: SI ConvNet of width 32 at its
-default init, batch 128 keeping the last partial batch, lambda = 1e-3, momentum 0, full-pass train
-loss) on a CIFAR-10 pack (``python -m nets.data pack``) or data folder. At the deadline every run
-is stopped after its current step (SIGTERM: it writes everything it recorded), and the command
-writes to ``--out``
+install): one training process per run, all started together on the same device, each the
+authors' configuration (:data:`nets.presets.PAPER`: SI ConvNet of width 32 at its default init,
+batch 128 keeping the last partial batch, momentum 0, full-pass train loss) on a CIFAR-10 pack
+(``python -m nets.data pack``) or data folder, at the learning rates of
+:data:`nets.presets.GPU_STUDY` (lambda = 1e-3) plus the equal-product twin, with the batch sharpness
+measured every 10 iterations, in bf16 autocast by default. At the deadline every run is stopped
+after its current step (SIGTERM: it writes everything it recorded), and the command writes to
+``--out``
 
-* ``summary.json`` / ``summary.csv`` -- per learning rate: iterations done, images/s, periods
-  measured (mean, sd) vs predicted from the measured norm ratios (:mod:`analysis.report`), the
-  forecast error of the next destabilisation (:mod:`analysis.forecast`), and the total images/s;
+* ``summary.json`` / ``summary.csv`` -- per run: iterations done, images/s, periods measured (mean,
+  sd) vs predicted, the forecast errors, and under ``study`` the records of the eta*lambda study
+  (:mod:`nets.training.study`: anatomy, leave-one-out prediction, fits, forecasts);
 * ``frequency.png`` -- destabilisations per iteration vs eta*lambda, measured and predicted;
-* ``runs/lr<eta>/`` -- each run's files (``metrics.csv``, ``periods.json``, ``plot.png``, ...),
-  without the checkpoint (``--keep-checkpoints`` keeps it).
+* ``runs/lr<eta>_wd<lambda>/`` -- each run's files (``metrics.csv``, ``periods.json``,
+  ``batch_sharpness.csv``, ``plot.png``, ...), without the checkpoint (``--keep-checkpoints`` keeps it).
 
+``--plan CIFAR_JSON`` prints how the smallest eta*lambda was chosen (:mod:`nets.training.plan`).
 Periods need the network to fit its training set first (phase A of the paper lasts until then),
 so give the GPU at least a few minutes; on a CPU use a tiny ``--width`` and ``--seconds``.
 """
