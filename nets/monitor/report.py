@@ -148,7 +148,7 @@ def write_monitor_outputs(out, mon, summary: dict, plot: bool = True) -> None:
     sharp = mon.recorder.sharpness_table() or {}
     if sharp:
         write_csv(out / "sharpness.csv", sharp)
-    write_npz(out / "metrics.npz", **{f"step_{k}": v for k, v in steps.items()}, **series, **layers,
+    write_npz(out / "metrics.npz", compressed=False, **{f"step_{k}": v for k, v in steps.items()}, **series, **layers,
               **{f"sharpness_{k}": v for k, v in sharp.items()}, si_names=np.array(mon.names))
     table = summary["layers"] + [summary["total"]]
     write_csv(out / "layers.csv", {k: [r[k] for r in table] for k in table[0]})
