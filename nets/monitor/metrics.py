@@ -10,7 +10,7 @@ caller that measures (our :class:`nets.Trainer` goes through it).
 """
 from __future__ import annotations
 
-from array import array
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.monitor.batch_sharpness import BATCH_SHARPNESS_COLUMNS, BatchSharpnessRecord
+from nets.monitor.rows import RowTable
 from nets.monitor.sharpness import SHARPNESS_COLUMNS, SharpnessRecord, buffers_kept
 from theory.dynamics import angular_update, effective_grad_norm
 
@@ -202,63 +203,25 @@ class StepProbe:
         self.sizes_tensor = watch.sizes_tensor if self.sizes else None
 
 
-class RowTable:
-    """Rows of ``width`` floats in one flat ``array('d')``: 8 bytes a value (a list of Python floats
-    takes ~4x that and a list object per row), appended in O(1), read as a numpy array in one copy.
-
-    Behaves as a list of rows where the recorder's users need it: ``len``, ``t[i]`` and ``t[-1]``
-    (a row as a list), slices, iteration, truth value."""
-
-    def __init__(self, width: int, rows=()):
-        self.width = int(width)
-        self._data = array("d")
-        for row in rows:
-            self.append(row)
-
-    def append(self, row) -> None:
-        if len(row) != self.width:
-            raise ValueError(f"a row of {len(row)} values in a table of width {self.width}")
-        self._data.extend(float(v) for v in row)
-
-    def __len__(self) -> int:
-        return len(self._data) // self.width if self.width else 0
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"row {i} of a table of {n} rows")
-        i %= n
-        return self._data[i * self.width:(i + 1) * self.width].tolist()
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def array(self) -> np.ndarray:
-        """The rows as an ``n x width`` float64 array (a copy: safe to keep while rows are added)."""
-        return np.frombuffer(self._data, dtype=np.float64).reshape(-1, self.width).copy() if self.width \
-            else np.zeros((len(self), 0))
-
-    def tolist(self) -> list[list[float]]:
-        return [self[i] for i in range(len(self))]
-
-
 class Recorder:
-    """Rows of recorded metrics in compact tables (:class:`RowTable`; checkpointed as lists)."""
+    """Rows of recorded metrics in compact tables (:class:`nets.monitor.rows.RowTable`;
+    checkpointed as lists). With ``spill_dir`` the per-record tables (steps and the per-tensor
+    series) keep their rows in files there, so the recorder's memory does not grow with the run."""
 
-    def __init__(self, n_layers: int = 0):
-        self.n_layers = n_layers
-        self.steps = RowTable(len(STEP_COLUMNS))
-        self.layer_norms = RowTable(n_layers)
-        self.layer_grad_norms = RowTable(n_layers)
-        self.layer_angular_updates = RowTable(n_layers)
+    def __init__(self, n_layers: int = 0, spill_dir=None):
+        self.n_layers, self.spill_dir = n_layers, spill_dir
+        self.steps = self._table("steps", len(STEP_COLUMNS))
+        self.layer_norms = self._table("layer_norms", n_layers)
+        self.layer_grad_norms = self._table("layer_grad_norms", n_layers)
+        self.layer_angular_updates = self._table("layer_angular_updates", n_layers)
         self.evals = RowTable(len(EVAL_COLUMNS))
         self.sharpness = RowTable(len(SHARPNESS_COLUMNS))
         self.batch_sharpness = RowTable(len(BATCH_SHARPNESS_COLUMNS))
+
+    def _table(self, name: str, width: int, rows=()) -> RowTable:
+        """A per-record table; spilled to ``spill_dir/<name>.f64`` when the recorder has one."""
+        spill = None if self.spill_dir is None else Path(self.spill_dir) / f"{name}.f64"
+        return RowTable(width, rows, spill=spill)
 
     def add_step(self, *, iteration: int, epoch: int, lr: float, loss_acc: torch.Tensor,
                  probe: StepProbe, after: torch.Tensor, eff_lr_at, norm_scale: float = 1.0) -> StepRecord:
@@ -345,14 +308,14 @@ class Recorder:
 
     def load_state_dict(self, state: dict) -> None:
         self.n_layers = n = int(state["n_layers"])
-        self.steps = RowTable(len(STEP_COLUMNS), state["steps"])
-        self.layer_norms = RowTable(n, state["layer_norms"])
+        self.steps = self._table("steps", len(STEP_COLUMNS), state["steps"])
+        self.layer_norms = self._table("layer_norms", n, state["layer_norms"])
         pad = [float("nan")] * len(EVAL_COLUMNS)     # rows of checkpoints from before train_*_full
         self.evals = RowTable(len(EVAL_COLUMNS), [(list(r) + pad)[:len(EVAL_COLUMNS)] for r in state["evals"]])
         self.sharpness = RowTable(len(SHARPNESS_COLUMNS), state.get("sharpness", []))
         self.batch_sharpness = RowTable(len(BATCH_SHARPNESS_COLUMNS), state.get("batch_sharpness", []))
-        self.layer_grad_norms = RowTable(n, state.get("layer_grad_norms", []))
-        self.layer_angular_updates = RowTable(n, state.get("layer_angular_updates", []))
+        self.layer_grad_norms = self._table("layer_grad_norms", n, state.get("layer_grad_norms", []))
+        self.layer_angular_updates = self._table("layer_angular_updates", n, state.get("layer_angular_updates", []))
 
 
 def _table(rows: RowTable, cols) -> dict:

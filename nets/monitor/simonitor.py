@@ -97,7 +97,8 @@ class SIMonitor:
         Folder for the files (None: write nothing), created and checked here: the records stream
         into ``out/records.csv`` as they are made (flushed every ``flush_every`` records or
         ``flush_seconds`` seconds; :class:`nets.monitor.sinks.CSVStream`) and :meth:`close` writes
-        the rest.
+        the rest. The monitor's own tables of records are kept in ``out/.records/`` (raw float64,
+        :class:`nets.monitor.rows.RowTable`), not in memory.
     plot : bool
         Also draw ``out/plot.png`` at :meth:`close` (about 1.5 s, most of it matplotlib); by default
         close only finalises the data, and :meth:`plot` draws the figure whenever it is wanted.
@@ -160,7 +161,8 @@ class SIMonitor:
         self.group_of = self._map_groups(optimizer)
         self.decoupled_weight_decay = float(decoupled_weight_decay)
         self.steps_per_epoch, self.last_step, self.norm_scale = steps_per_epoch, last_step, norm_scale
-        self.recorder = Recorder(len(self.names))
+        # with out: the per-record rows live in out/.records/*.f64, so memory stays flat in the steps
+        self.recorder = Recorder(len(self.names), spill_dir=None if self.out is None else self.out / ".records")
         # (first record, [Hyper of each SI group]) whenever they change: the hyper-parameters of every record
         self.hyper_log: list[tuple[int, list[Hyper]]] = []
         self.detector = StreamingPeriodDetector(self.log_every, every=detect_every)
