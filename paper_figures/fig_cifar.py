@@ -27,9 +27,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from nets.training.study import FORECAST_METHODS, run_record, study_summary
+from nets.training.study import FORECAST_METHODS, periodic_mean, run_record, study_summary
 from paper_figures.cifar_plots import plot_study
 from paper_figures.common import FigureResult, save_data, save_figure, table_row
 from paper_figures.run_pool import run_pool
@@ -151,25 +149,22 @@ def experiment_dir(out: Path, mode: str, exp: CifarExperiment) -> Path:
     return Path(out) / "cifar_runs" / f"{mode}-{digest}"
 
 
-def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> list[dict]:
+def run_experiment(exp: CifarExperiment, data_dir: str, sweep_dir: Path) -> dict:
     """Run (or continue, or reuse) every run of ``exp``, ``exp.workers`` at a time
-    (:func:`paper_figures.run_pool.run_pool`); return the :func:`nets.training.sweep.run_sweep` rows.
-    Ctrl-C stops the runs after their current step (each checkpoints) and raises
-    ``KeyboardInterrupt``; the same call continues them."""
-    from nets.training.sweep import run_sweep, run_tag
-
-    configs = exp.configs(data_dir)
-    run_pool([(c, sweep_dir / run_tag(c)) for c in configs], exp.workers, "CIFAR-10 runs")
-    rows, _ = run_sweep(configs, sweep_dir)    # everything is finished: only collects and plots
-    return rows
-
-
-def _records(exp: "CifarExperiment", configs: dict, sweep_dir: Path):
+    (:func:`paper_figures.run_pool.run_pool`); return ``{(eta, lambda): run folder}``. Ctrl-C stops
+    the runs after their current step (each checkpoints) and raises ``KeyboardInterrupt``; the same
+    call continues them."""
     from nets.training.sweep import run_tag
 
+    jobs = [(c, sweep_dir / run_tag(c)) for c in exp.configs(data_dir)]
+    run_pool(jobs, exp.workers, "CIFAR-10 runs")
+    return {(c.lr, c.wd): run_dir for c, run_dir in jobs}
+
+
+def _records(exp: "CifarExperiment", run_dirs: dict):
     records, arrays, anatomies = [], [], []
     for pair in exp.pairs():                 # the learning rates, then the twin (last)
-        rec, arr, anatomy = run_record(sweep_dir / run_tag(configs[pair]), exp.min_points, start=exp.fit_iters)
+        rec, arr, anatomy = run_record(run_dirs[pair], exp.min_points, start=exp.fit_iters)
         records.append(rec)
         arrays.append(arr)
         anatomies.append(anatomy)
@@ -188,9 +183,7 @@ def make(out: Path, quick: bool, data_dir: str | None = None, precision: str | N
     load_cifar("cifar10", data_dir)                  # the one-line DataError before any work
     sweep_dir = experiment_dir(out, mode, exp)
     t0 = time.perf_counter()
-    run_experiment(exp, data_dir, sweep_dir)
-    configs = {(c.lr, c.wd): c for c in exp.configs(data_dir)}
-    records, arrays, anatomies = _records(exp, configs, sweep_dir)
+    records, arrays, anatomies = _records(exp, run_experiment(exp, data_dir, sweep_dir))
     summary = study_summary(records, anatomies)
     res = FigureResult(NAME)
     title = (f"SI ConvNet-{exp.width} on real CIFAR-10 (32x32, first {exp.train_subset or 50000} train images), "
@@ -218,15 +211,9 @@ def make(out: Path, quick: bool, data_dir: str | None = None, precision: str | N
 
 def _norm_ratio(twin: dict, partner: dict) -> float | None:
     """Mean SI norm of the twin over its partner's, each from its first destabilisation on."""
-    a = _periodic_mean(twin["iteration"], twin["si_norm"], twin["events"])
-    b = _periodic_mean(partner["iteration"], partner["si_norm"], partner["events"])
+    a = periodic_mean(twin["iteration"], twin["si_norm"], twin["events"])
+    b = periodic_mean(partner["iteration"], partner["si_norm"], partner["events"])
     return a / b if a and b else None
-
-
-def _periodic_mean(iteration, norm, events) -> float | None:
-    """Mean SI norm from the first destabilisation on (None without one)."""
-    keep = np.asarray(iteration) >= events[0] if len(events) else np.zeros(len(norm), bool)
-    return float(np.mean(np.asarray(norm)[keep])) if keep.any() else None
 
 
 def twin_ratio(twin: dict, partner: dict) -> tuple[float | None, float | None]:

@@ -84,16 +84,14 @@ PRESETS = _presets()
 
 
 def _run_values(run_dir: Path, start: int) -> dict:
-    from nets.training.study import run_record
+    from nets.training.study import periodic_mean, run_record
 
     rec, arr, _ = run_record(run_dir, start=start)
-    z = np.load(Path(run_dir) / "metrics.npz")
     events = rec["event_iterations"]
-    keep = z["step_iteration"] >= (events[0] if events else np.inf)
-    mean = (lambda v: float(np.mean(v[keep])) if keep.any() else None)
     return {"eta": rec["eta"], "seed": rec["seed"], "precision": rec["precision"], "n_periods": rec["n_periods"],
             "measured_period": rec["measured_period"], "rise": rec["rise"], "decay": rec["decay"],
-            "equilibrium_norm": mean(z["step_si_norm"]), "angular_update": mean(z["step_angular_update"]),
+            "equilibrium_norm": periodic_mean(arr["iteration"], arr["si_norm"], events),
+            "angular_update": periodic_mean(arr["iteration"], arr["angular_update"], events),
             "same_period_ratio": rec["same_period_ratio"], "images_per_s": rec["images_per_s"],
             "iteration": arr["iteration"], "si_norm": arr["si_norm"]}
 

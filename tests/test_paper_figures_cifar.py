@@ -110,5 +110,7 @@ def test_a_forecast_of_now_has_no_relative_error():
 
 def test_periodic_mean_norm_starts_at_the_first_destabilisation():
     it, norm = np.arange(0, 50, 5), np.arange(10.0)
-    assert fig_cifar._periodic_mean(it, norm, [25, 40]) == pytest.approx(np.mean([5, 6, 7, 8, 9]))
-    assert fig_cifar._periodic_mean(it, norm, []) is None
+    from nets.training.study import periodic_mean
+
+    assert periodic_mean(it, norm, [25, 40]) == pytest.approx(np.mean([5, 6, 7, 8, 9]))
+    assert periodic_mean(it, norm, []) is None

@@ -20,7 +20,7 @@ from analysis.anatomy import RunAnatomy, leave_one_out, period_anatomy, power_la
 from analysis.edge_forecast import edge_forecasts, hover_statistics
 from theory.stability import projected_stability_threshold
 
-__all__ = ["run_record", "study_summary", "FORECAST_METHODS"]
+__all__ = ["run_record", "study_summary", "periodic_mean", "FORECAST_METHODS"]
 
 #: forecast methods compared per run: name -> what it is
 FORECAST_METHODS = {
@@ -39,6 +39,13 @@ def _finite(x) -> float | None:
 def _median(values) -> float | None:
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
     return float(np.median(v)) if v else None
+
+
+def periodic_mean(iteration, values, events) -> float | None:
+    """Mean of ``values`` from the first destabilisation (``events[0]``) on (None without one): the
+    periodic phase's level, e.g. of the SI norm or the angular update."""
+    keep = np.asarray(iteration) >= events[0] if len(events) else np.zeros(len(values), bool)
+    return float(np.mean(np.asarray(values)[keep])) if keep.any() else None
 
 
 def run_record(run_dir: Path, min_points: int = 5, start: int = 0) -> tuple[dict, dict, RunAnatomy]:
@@ -88,7 +95,8 @@ def run_record(run_dir: Path, min_points: int = 5, start: int = 0) -> tuple[dict
            "same_period_ratio": _finite(s.get("measured_over_predicted")),   # the old reference: ratio of that period
            "threshold": thr, "hover": hover, "forecast": forecast,
            "periods": [p._asdict() for p in phases]}
-    arrays = {"iteration": it, "si_norm": rho, "train_loss": z["step_train_loss"], "bs_iteration": bs_it,
+    arrays = {"iteration": it, "si_norm": rho, "train_loss": z["step_train_loss"],
+              "angular_update": z["step_angular_update"], "bs_iteration": bs_it,
               "bs_eff": bs_e, "events": np.asarray(events, dtype=float),
               "peaks": np.array([p.peak for p in phases], dtype=float)}
     return rec, arrays, RunAnatomy(eta, lam, mu, phases)
