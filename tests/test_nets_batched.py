@@ -262,3 +262,21 @@ def test_cuda_batched_run_follows_single_cuda_runs(monkeypatch):
         s = Trainer(cfg, data, "cuda")
         s.run()
         np.testing.assert_allclose(np.array(b.recorder.steps), np.array(s.recorder.steps), rtol=1e-3, atol=1e-5)
+
+
+def test_batched_runs_share_and_apply_the_precision():
+    """bf16 is applied to the grouped network as to a single run (not silently FP32), and runs of
+    different precisions are not batched together."""
+    cfg = _cfg(iters=1, record_every=1, eval_every=-1)
+    data = make_synthetic()
+    losses = {}
+    for p in ("fp32", "bf16"):
+        batched = BatchedTrainer([Trainer(replace(cfg, precision=p), data)])
+        batched.step()
+        losses[p] = batched.trainers[0].recorder.steps[0][3]
+    single = Trainer(replace(cfg, precision="bf16"), data)
+    single.step()
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(single.recorder.steps[0][3], rel=1e-3)
+    with pytest.raises(ValueError, match="must share precision"):
+        check_batchable([cfg, replace(cfg, precision="bf16")])

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nets.training.precision import autocast
 from nets.training.trainer import Trainer, TrainingDiverged
 
 __all__ = ["GroupedLinear", "group_models", "BatchedTrainer", "SHARED_FIELDS", "check_batchable"]
@@ -45,7 +46,7 @@ __all__ = ["GroupedLinear", "group_models", "BatchedTrainer", "SHARED_FIELDS", "
 # TrainConfig fields every configuration of one batched network must share (everything else --
 # lr, wd, wd_on, momentum, seed, WRS/exp-LR, init norm, augmentation, length, recording -- may differ)
 SHARED_FIELDS = ("model", "mode", "width", "dataset", "data_dir", "image_size", "train_subset",
-                 "data_seed", "batch_size", "channels_last", "device", "threads")
+                 "data_seed", "batch_size", "channels_last", "device", "threads", "precision")
 
 
 def check_batchable(configs) -> None:
@@ -269,8 +270,9 @@ class BatchedTrainer:
         opened = [t.begin_step() for t in act]
         x, y = self._batch()
         k, b = len(act), x.shape[0]
-        logits = self.grouped(x).view(b, k, -1).transpose(0, 1).reshape(k * b, -1)
-        losses = F.cross_entropy(logits, y, reduction="none").view(k, b).mean(1)
+        with autocast(act[0].config.precision, act[0].device):     # as Trainer.step (one shared precision)
+            logits = self.grouped(x).view(b, k, -1).transpose(0, 1).reshape(k * b, -1)
+            losses = F.cross_entropy(logits, y, reduction="none").view(k, b).mean(1)
         self.grouped.zero_grad(set_to_none=True)
         losses.sum().backward()
         with torch.no_grad():
