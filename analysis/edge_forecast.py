@@ -28,16 +28,12 @@ import math
 
 import numpy as np
 
+from analysis.forecast import finite_median
 from theory.stability import norm_decay_factor
 
 __all__ = ["edge_forecasts", "hover_statistics"]
 
 METHODS = ("level", "trend")
-
-
-def _median(values) -> float:
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return float(np.median(v)) if v else float("nan")
 
 
 def edge_forecasts(iteration, eff_sharpness, periods, *, eta: float, lam: float, threshold: float,
@@ -81,11 +77,11 @@ def edge_forecasts(iteration, eff_sharpness, periods, *, eta: float, lam: float,
     summary = {"threshold": threshold, "min_points": min_points, "n": len(rows), "periods": rows}
     for name in (*METHODS, "persistence"):
         fr = [abs(r[f"{name}_error_fraction"]) for r in rows]
-        summary[name] = {"median_abs_error_fraction": _median(fr),
-                         "median_error_fraction": _median([r[f"{name}_error_fraction"] for r in rows]),
+        summary[name] = {"median_abs_error_fraction": finite_median(fr),
+                         "median_error_fraction": finite_median([r[f"{name}_error_fraction"] for r in rows]),
                          "n": int(sum(math.isfinite(x) for x in fr))}
     lead = [(r["next_onset"] - r["issued"]) / r["length"] for r in rows if "issued" in r]
-    summary["median_horizon_fraction"] = _median(lead)
+    summary["median_horizon_fraction"] = finite_median(lead)
     return summary
 
 
@@ -102,5 +98,5 @@ def hover_statistics(iteration, eff_sharpness, periods, threshold: float, tail: 
         late.extend(r[(it >= cut) & (it < p.next_onset)])
         early.extend(r[(it >= p.peak) & (it < cut)])
     decay = np.array(late + early, dtype=float)
-    return {"median_ratio_before_onset": _median(late), "median_ratio_early_decay": _median(early),
+    return {"median_ratio_before_onset": finite_median(late), "median_ratio_early_decay": finite_median(early),
             "fraction_above": float(np.mean(decay > 1)) if decay.size else float("nan"), "tail": tail}

@@ -44,7 +44,7 @@ import numpy as np
 
 from theory.stability import critical_norm, predicted_period_length
 
-__all__ = ["forecast_onsets", "forecast_destabilisations", "forecast_line"]
+__all__ = ["forecast_onsets", "forecast_destabilisations", "forecast_line", "finite_median"]
 
 
 def _crossing(t: float, rho: float, target: float, eta: float, lam: float, momentum: float) -> float:
@@ -77,7 +77,8 @@ def forecast_onsets(sharpness: dict, eta: float, lam: float, momentum: float = 0
             "forecast": forecast}
 
 
-def _median(values) -> float:
+def finite_median(values) -> float:
+    """Median of the finite values (None and NaN skipped); NaN when there is none."""
     v = [x for x in values if x is not None and math.isfinite(x)]
     return float(np.median(v)) if v else float("nan")
 
@@ -135,7 +136,7 @@ def forecast_destabilisations(steps: dict, sharpness: dict, event_iterations, et
             continue
         first, last = cand[0], cand[-1]
         length = b - a
-        scale = _median([v for e, v in at_onset.items() if e <= a])
+        scale = finite_median([v for e, v in at_onset.items() if e <= a])
         calibrated = (_crossing(it_s[first], fc["si_norm"][first], scale * rho_c[first], eta, lam, momentum)
                       if math.isfinite(scale) else float("nan"))
         persistence = a + (a - ev[k - 1]) if k > 0 else float("nan")
@@ -160,15 +161,15 @@ def forecast_destabilisations(steps: dict, sharpness: dict, event_iterations, et
     return {"rule": "latest measured sphere sharpness h held constant; norm decays as alpha^t; "
                     "reported forecast issued at the first measurement after the top of the jump",
             "n": len(periods), "periods": periods,
-            "median_abs_error_fraction": _median(np.abs(col("error_fraction"))),
-            "median_error_fraction": _median(col("error_fraction")),
-            "median_abs_error": _median(np.abs(col("error"))),
-            "median_abs_last_error_fraction": _median(np.abs(col("last_error_fraction"))),
-            "median_last_error_fraction": _median(col("last_error_fraction")),
-            "median_abs_calibrated_error_fraction": _median(np.abs(col("calibrated_error_fraction"))),
-            "median_abs_persistence_error_fraction": _median(np.abs(col("persistence_error_fraction"))),
-            "median_h_drift": _median(col("h_drift")),
-            "median_rho_over_rho_c_at_onset": _median(col("rho_over_rho_c_at_onset")),
+            "median_abs_error_fraction": finite_median(np.abs(col("error_fraction"))),
+            "median_error_fraction": finite_median(col("error_fraction")),
+            "median_abs_error": finite_median(np.abs(col("error"))),
+            "median_abs_last_error_fraction": finite_median(np.abs(col("last_error_fraction"))),
+            "median_last_error_fraction": finite_median(col("last_error_fraction")),
+            "median_abs_calibrated_error_fraction": finite_median(np.abs(col("calibrated_error_fraction"))),
+            "median_abs_persistence_error_fraction": finite_median(np.abs(col("persistence_error_fraction"))),
+            "median_h_drift": finite_median(col("h_drift")),
+            "median_rho_over_rho_c_at_onset": finite_median(col("rho_over_rho_c_at_onset")),
             "all_forecasts": every}
 
 

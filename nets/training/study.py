@@ -18,6 +18,7 @@ import numpy as np
 
 from analysis.anatomy import RunAnatomy, leave_one_out, period_anatomy, power_law
 from analysis.edge_forecast import edge_forecasts, hover_statistics
+from analysis.forecast import finite_median
 from theory.stability import projected_stability_threshold
 
 __all__ = ["run_record", "study_summary", "periodic_mean", "FORECAST_METHODS"]
@@ -37,8 +38,7 @@ def _finite(x) -> float | None:
 
 
 def _median(values) -> float | None:
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    return float(np.median(v)) if v else None
+    return _finite(finite_median(values))
 
 
 def periodic_mean(iteration, values, events) -> float | None:
