@@ -8,6 +8,7 @@ nothing imports torch, the toy engines or the networks.
 ================  ================================================================================
 ``periods``       offline destabilisation detector and period statistics (:func:`detect_periods`)
 ``online``        the same detector, streamed one record at a time (used by ``SIMonitor``)
+``rows``          a growing series as compact float rows, in memory or spilled to a file
 ``report``        periods of a run vs the theory, collapse, stability at each destabilisation
 ``forecast``      the next destabilisation from the sharpness trend (critical norm of the theory)
 ``regimes``       the three regimes of training on the sphere (Kodryan et al. 2022): one rule

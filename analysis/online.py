@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from analysis.periods import PeriodReport, detect_periods
+from analysis.rows import RowTable
 
 __all__ = ["StreamingPeriodDetector"]
 
@@ -39,6 +40,10 @@ class StreamingPeriodDetector:
         time ``budget`` ("auto").
     budget : float
         With ``every="auto"``: the largest fraction of wall time spent in the detector.
+    store : RowTable, optional
+        Where the ``(norm, loss)`` samples are kept: an empty two-column
+        :class:`analysis.rows.RowTable` (default: one in memory, 16 bytes a sample; give one
+        spilled to a file and the detector's memory does not grow with the series).
     **detector_kw
         Passed to :func:`analysis.periods.detect_periods`.
 
@@ -47,7 +52,8 @@ class StreamingPeriodDetector:
     not analysed (the detector needs a positive series).
     """
 
-    def __init__(self, step: int = 1, *, every: int | str = "auto", budget: float = 0.01, **detector_kw):
+    def __init__(self, step: int = 1, *, every: int | str = "auto", budget: float = 0.01,
+                 store: RowTable | None = None, **detector_kw):
         if int(step) != step or step < 1:
             raise ValueError(f"step must be a positive integer, got {step!r}")
         if every != "auto" and (int(every) != every or every < 0):
@@ -55,8 +61,9 @@ class StreamingPeriodDetector:
         if not 0 < budget <= 1:
             raise ValueError(f"budget must lie in (0, 1], got {budget!r}")
         self.step, self.every, self.budget, self.kw = int(step), every, float(budget), detector_kw
-        self._norm = np.empty(64)
-        self._loss = np.empty(64)
+        self._store = RowTable(2) if store is None else store
+        if self._store.width != 2 or len(self._store):
+            raise ValueError("store must be an empty RowTable of width 2")
         self.n = 0
         self._valid = 0                  # length of the positive, finite prefix
         self._losses_finite = True
@@ -69,10 +76,7 @@ class StreamingPeriodDetector:
     def append(self, norm: float, loss: float = float("nan")) -> tuple[list[int], list[int]]:
         """Add one sample; re-run the detector if due. Returns ``(new, revoked)`` event
         iterations: onsets found for the first time, and earlier ones no longer found."""
-        if self.n == self._norm.size:
-            self._norm = np.resize(self._norm, 2 * self.n)
-            self._loss = np.resize(self._loss, 2 * self.n)
-        self._norm[self.n], self._loss[self.n] = norm, loss
+        self._store.append((norm, loss))
         if self._valid == self.n and np.isfinite(norm) and norm > 0:
             self._valid += 1
         self._losses_finite = self._losses_finite and bool(np.isfinite(loss))
@@ -88,8 +92,9 @@ class StreamingPeriodDetector:
         """Run the detector on every sample received so far (see :meth:`append`)."""
         t0 = time.perf_counter()
         n = self._valid
-        loss = self._loss[:n] if self._losses_finite else None
-        self.report = detect_periods(self._norm[:n], loss=loss, step=self.step, **self.kw)
+        series = self._store.array()[:n]
+        loss = series[:, 1] if self._losses_finite else None
+        self.report = detect_periods(series[:, 0], loss=loss, step=self.step, **self.kw)
         self._analysed = self.n
         events = [int(e) for e in self.report.event_iterations]
         new = [e for e in events if e not in self.reported]
@@ -103,11 +108,11 @@ class StreamingPeriodDetector:
     @property
     def norm(self) -> np.ndarray:
         """The samples received so far (a copy)."""
-        return self._norm[:self.n].copy()
+        return self._store.array()[:, 0].copy()
 
     @property
     def loss(self) -> np.ndarray:
-        return self._loss[:self.n].copy()
+        return self._store.array()[:, 1].copy()
 
     @property
     def events(self) -> list[int]:

@@ -7,7 +7,8 @@ This floor imports nothing of the toolkit; ``simulate``, ``nets`` and ``paper_fi
                option validators, :func:`cli_fail`, :func:`writable_dir`, :func:`given_options`
 ``progress``   :class:`Progress`: tqdm's bar on a terminal, a plain line every 30 s in a log
 ``signals``    Ctrl-C / SIGTERM: stop cleanly after the current step, exit status 130
-``files``      results as JSON / CSV / NPZ, written atomically (temporary file renamed into place)
+``files``      results as JSON / CSV / NPZ, written atomically (temporary file renamed into place);
+               :class:`CSVStream`, a table appended row by row and flushed (crash-safe records)
 ``resources``  memory and cores, checked before work starts (one-line refusal or warning)
 =============  ==============================================================================
 """
@@ -18,7 +19,8 @@ import importlib
 _EXPORTS = {**dict.fromkeys(("CliParser", "NEGATIVE_NUMBER", "cli_fail", "os_error_line", "writable_dir",
                              "pos_float", "int_at_least", "given_options"), "args"),
             **dict.fromkeys(("atomic_write", "to_jsonable", "write_csv", "write_json", "write_npz", "file_sha256",
-                             "write_manifest", "verify_manifest", "MANIFEST_NAME", "remove_temporaries"), "files"),
+                             "write_manifest", "verify_manifest", "MANIFEST_NAME", "remove_temporaries", "CSVStream"),
+                            "files"),
             "Progress": "progress",
             **dict.fromkeys(("available_memory", "usable_cores", "format_bytes", "check_memory", "plain_warnings"),
                             "resources"),

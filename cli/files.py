@@ -13,13 +13,14 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 __all__ = ["ensure_writable", "atomic_write", "write_json", "write_csv", "write_npz", "to_jsonable", "file_sha256", "write_manifest",
-           "verify_manifest", "MANIFEST_NAME", "remove_temporaries"]
+           "verify_manifest", "MANIFEST_NAME", "remove_temporaries", "CSVStream"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -101,6 +102,50 @@ def write_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
         text.detach()
 
     return atomic_write(Path(path), write)
+
+
+class CSVStream:
+    """A CSV table written a row at a time, for records that must survive a crash.
+
+    Rows are formatted as :func:`write_csv` formats them (so a table streamed row by row and one
+    written at once are the same bytes) and flushed to the operating system at least every
+    ``flush_every`` rows or ``flush_seconds`` seconds: a killed process (even SIGKILL) loses at
+    most that much. ``append=True`` continues an existing table (no header is written).
+    """
+
+    def __init__(self, path: str | Path, header, *, flush_every: int = 100, flush_seconds: float = 30.0,
+                 append: bool = False):
+        if int(flush_every) != flush_every or flush_every < 1 or not flush_seconds > 0:
+            raise ValueError(f"flush_every must be an integer >= 1 and flush_seconds > 0, got {flush_every!r}, "
+                             f"{flush_seconds!r}")
+        self.path, self.width = Path(path), len(header)
+        self.flush_every, self.flush_seconds = int(flush_every), float(flush_seconds)
+        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._fh)
+        if not append:
+            self._csv.writerow(list(header))
+            self._fh.flush()
+        self._unflushed, self._last = 0, time.monotonic()
+
+    def write(self, row) -> None:
+        if len(row) != self.width:
+            raise ValueError(f"a row of {len(row)} values in a table of {self.width} columns")
+        self._csv.writerow(row)
+        self._unflushed += 1
+        if self._unflushed >= self.flush_every or time.monotonic() - self._last >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self._fh.flush()
+        self._unflushed, self._last = 0, time.monotonic()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
 
 
 def write_npz(path: str | Path, *, compressed: bool = True, **arrays: Any) -> Path:

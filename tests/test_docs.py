@@ -175,7 +175,7 @@ def test_the_simonitor_example_runs_as_written(doc, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(_example(doc, "out=\"runs/mine\") as mon"), _small_setup())
     written = {p.name for p in (tmp_path / "runs" / "mine").iterdir()}
-    assert {"records.csv", "metrics.csv", "periods.json", "layers.csv", "SHA256SUMS"} <= written
+    assert {"metrics.csv", "metrics.npz", "periods.json", "layers.csv", "SHA256SUMS"} <= written
 
 
 def test_the_readme_tensorboard_example_runs_as_written(tmp_path, monkeypatch):

@@ -202,9 +202,12 @@ def test_state_round_trip_keeps_the_hyper_parameters_of_every_record():
     for _ in range(7):
         _train(model, opt, x, y, 1, mon)
         sched.step()
-    lrs = [hs[0].lr for hs in mon.hyper_rows()]
-    assert lrs == [0.2] * 3 + [0.1] * 3 + [0.05] and len(mon.hyper_log) == 3     # stored when they change
+    track = mon.track.arrays()
+    assert track["lr"][:, 0].tolist() == [0.2] * 3 + [0.1] * 3 + [0.05]
+    np.testing.assert_allclose(track["eq_angle"][:, 0], np.sqrt(2 * track["lr"][:, 0] * 1e-3), rtol=1e-3)
     twin = SIMonitor(model, opt, si_groups=mon.names, log_every=1, verbose=False)
     twin.load_state_dict(mon.state_dict(), mon.recorder.state_dict())
-    assert twin.iteration == 7 and twin.hyper_rows() == mon.hyper_rows()
+    assert twin.iteration == 7 and twin.current_hypers() == mon.current_hypers()
+    for k, v in mon.track.arrays().items():
+        np.testing.assert_array_equal(twin.track.arrays()[k], v)
     assert twin.detector.norm.tolist() == mon.detector.norm.tolist()

@@ -62,12 +62,12 @@ def test_records_stream_to_disk_before_close(tmp_path):
     mon = SIMonitor(model, opt, example_batch=torch.randn(8, 6), out=tmp_path, log_every=2, flush_every=3,
                     verbose=False)
     _train(model, opt, _data(14), mon)                     # 7 records: 6 flushed, 1 still buffered
-    rows = list(csv.DictReader((tmp_path / "records.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert len(rows) == 6
     assert [float(r["si_norm"]) for r in rows] == [r[5] for r in mon.recorder.steps[:6]]
     assert "norm:0.weight" in rows[0]
     mon.close()
-    assert len(list(csv.DictReader((tmp_path / "records.csv").open()))) == 7
+    assert len(list(csv.DictReader((tmp_path / "metrics.csv").open()))) == 7
 
 
 def test_a_sigkill_loses_at_most_one_flush_interval(tmp_path):
@@ -87,7 +87,7 @@ def test_a_sigkill_loses_at_most_one_flush_interval(tmp_path):
     p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == -9, p.stderr
-    rows = list(csv.DictReader((tmp_path / "records.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert len(rows) == 40                                 # 45 records made, flushed every 10
 
 
@@ -163,8 +163,11 @@ def test_lightning_callback_attaches_the_monitor_in_one_line(tmp_path):
 
 
 def test_wandb_offline_run_holds_the_records(tmp_path, monkeypatch):
+    """The offline run file, parsed back (tests/wandb_log.py), holds every record's numbers exactly."""
     pytest.importorskip("wandb", reason="the wandb extra is not installed: pip install -e '.[wandb]'")
-    from nets.monitor.sinks import WandbSink
+    from wandb_log import history
+
+    from nets.monitor.sinks import WandbSink, scalars
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     model = _net()
@@ -174,8 +177,14 @@ def test_wandb_offline_run_holds_the_records(tmp_path, monkeypatch):
         _train(model, opt, _data(10), mon)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    raw = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in ("si/si_norm", "si/eff_lr", "si_layers/norm/0.weight"):
-        assert key.encode() in raw
-    last = mon.recorder.steps[-1][5]
-    assert repr(last).encode()[:8] in raw                 # the last norm, as W&B's JSON wrote it
+    logged = history(next(runs[0].glob("run-*.wandb")))
+    records = list(mon.recorder.step_records())
+    assert sorted(logged) == [int(r.iteration) for r in records] == [0, 2, 4, 6, 8]
+    layers = mon.recorder.layer_arrays()
+    for i, r in enumerate(records):
+        per_tensor = {q: dict(zip(mon.names, layers[k][i])) for q, k in
+                      zip(("norm", "grad_norm", "angular_update"),
+                          ("layer_norms", "layer_grad_norms", "layer_angular_updates"))}
+        expected = scalars(r, per_tensor)
+        assert {"si/si_norm", "si/eff_lr", "si/train_loss", "si_layers/norm/0.weight"} <= set(expected)
+        assert logged[int(r.iteration)] == expected          # every key, every value to the last bit

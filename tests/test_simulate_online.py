@@ -78,3 +78,17 @@ def test_bad_settings_are_refused():
         StreamingPeriodDetector(every=-1)
     with pytest.raises(ValueError, match="budget"):
         StreamingPeriodDetector(budget=0)
+
+
+def test_a_store_spilled_to_a_file_gives_the_same_reports(tmp_path):
+    """The detector's series kept in a file (SIMonitor's flat memory) reports what it does in memory."""
+    from analysis.rows import RowTable
+    norm, loss = _periodic_series(400)
+    plain = StreamingPeriodDetector(step=10, every=25)
+    spilled = StreamingPeriodDetector(step=10, every=25, store=RowTable(2, spill=tmp_path / "d.f64", chunk=16))
+    for v, l in zip(norm, loss):
+        assert plain.append(v, l) == spilled.append(v, l)
+    _same(plain.report, spilled.report)
+    assert spilled.norm.tolist() == norm.tolist() and (tmp_path / "d.f64").stat().st_size > 0
+    with pytest.raises(ValueError, match="empty RowTable of width 2"):
+        StreamingPeriodDetector(store=RowTable(3))

@@ -130,7 +130,7 @@ def load_run(run_dir) -> dict:
 
     import numpy as np
 
-    from nets.monitor.report import EQ_COLUMNS
+    from nets.monitor.track import SERIES_COLUMNS
 
     d = Path(run_dir)
     for f in ("periods.json", "metrics.npz"):
@@ -145,7 +145,7 @@ def load_run(run_dir) -> dict:
     h = rep["optimizer"][0]
     mom = ("mu" if h["kind"] == "sgd" else "beta1") + f"={h['momentum']:g}"
     label = f"{h['optimizer']} lr={h['lr']:g} wd={h['wd']:g} {mom} (lr*wd={h['lr'] * h['wd']:.2g})"
-    return {"label": label, "steps": steps, "series": {k: z[k] for k in EQ_COLUMNS},
+    return {"label": label, "steps": steps, "series": {k: z[k] for k in SERIES_COLUMNS},
             "events": periods.get("event_iterations", []), "periods": rep}
 
 

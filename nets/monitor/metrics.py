@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.rows import RowTable
 from nets.monitor.batch_sharpness import BATCH_SHARPNESS_COLUMNS, BatchSharpnessRecord
-from nets.monitor.rows import RowTable
 from nets.monitor.sharpness import SHARPNESS_COLUMNS, SharpnessRecord, buffers_kept
 from theory.dynamics import angular_update, effective_grad_norm
 
@@ -204,7 +204,7 @@ class StepProbe:
 
 
 class Recorder:
-    """Rows of recorded metrics in compact tables (:class:`nets.monitor.rows.RowTable`;
+    """Rows of recorded metrics in compact tables (:class:`analysis.rows.RowTable`;
     checkpointed as lists). With ``spill_dir`` the per-record tables (steps and the per-tensor
     series) keep their rows in files there, so the recorder's memory does not grow with the run."""
 
@@ -250,6 +250,7 @@ class Recorder:
                          float(effective_grad_norm(gnorm, rho)), ang)
         self.steps.append(row)
         self.layer_norms.append(layers)
+        self.last_layers = (layers, vals[5 + n:5 + 2 * n], vals[5 + 2 * n:])   # (norms, grad norms, angles)
         return row
 
     def add_eval(self, *, iteration: int, epoch: int, train: tuple[float, float],

@@ -2,9 +2,11 @@
 
 :func:`analyse_monitor` turns the recorded rows into: the periods (the offline detector and the
 period-length prediction of :func:`analysis.report.analyse_run`, the same analysis as a
-``nets.train`` run), the theory's equilibrium values per record and per SI tensor
-(:mod:`nets.monitor.theory`), and the regime (:mod:`nets.monitor.state`). The window statistics
-(RMS over the analysis window) are what the per-tensor table shows.
+``nets.train`` run), the per-tensor table and the regime (:mod:`nets.monitor.state`). The theory's
+values at every record were computed as each record was made (:mod:`nets.monitor.track`); the
+window statistics (RMS over the analysis window) are what the per-tensor table shows.
+``metrics.csv`` is streamed as the records are made (:func:`metrics_header`, :func:`metrics_row`);
+:func:`write_monitor_outputs` writes the rest at the end.
 """
 from __future__ import annotations
 
@@ -14,42 +16,43 @@ import numpy as np
 
 from analysis.report import RunInfo, analyse_run
 from cli import write_csv, write_json, write_manifest, write_npz
+from nets.monitor.metrics import STEP_COLUMNS
+from nets.monitor.sinks import LAYER_QUANTITIES
 from nets.monitor.state import analysis_window, classify_state, ratio_state, rms
-from nets.monitor.theory import Hyper, effective_lr, equilibrium, equilibrium_series
+from nets.monitor.theory import Hyper, effective_lr, equilibrium
+from nets.monitor.track import SERIES_COLUMNS, same_rule
 
-__all__ = ["analyse_monitor", "write_monitor_outputs", "layer_columns"]
+__all__ = ["analyse_monitor", "write_monitor_outputs", "layer_columns", "metrics_header", "metrics_row",
+           "metrics_columns"]
 
 NAN = float("nan")
-EQ_COLUMNS = ("eq_si_norm", "eq_eff_lr", "eq_angular_update")
+#: Recorder.layer_arrays() key of each per-tensor quantity, in the order of LAYER_QUANTITIES
+LAYER_KEYS = ("layer_norms", "layer_grad_norms", "layer_angular_updates")
 
 
 def layer_columns(names: list[str], layers: dict) -> dict:
     """Per-tensor CSV columns ``norm:<name>``, ``grad_norm:<name>``, ``angular_update:<name>``."""
-    cols = {}
-    for prefix, key in (("norm", "layer_norms"), ("grad_norm", "layer_grad_norms"),
-                        ("angular_update", "layer_angular_updates")):
-        for j, name in enumerate(names):
-            cols[f"{prefix}:{name}"] = layers[key][:, j]
-    return cols
+    return {f"{q}:{name}": layers[key][:, j] for q, key in zip(LAYER_QUANTITIES, LAYER_KEYS)
+            for j, name in enumerate(names)}
 
 
-def _eq_angles(hyper_rows: list[list[Hyper]], n_groups: int) -> np.ndarray:
-    """Delta theta* per record and SI group (``n x groups``), cached per distinct Hyper."""
-    cache: dict = {}
-    out = np.full((len(hyper_rows), n_groups), NAN)
-    for r, hs in enumerate(hyper_rows):
-        for g, h in enumerate(hs):
-            if h not in cache:
-                cache[h] = equilibrium(h, NAN, 1)[0]["angular_update"]
-            out[r, g] = cache[h]
-    return out
+def metrics_header(names: list[str]) -> list[str]:
+    """The columns of ``metrics.csv``: the step record, the equilibrium series, the per-tensor series."""
+    return [*STEP_COLUMNS, *SERIES_COLUMNS, *(f"{q}:{n}" for q in LAYER_QUANTITIES for n in names)]
 
 
-def _trailing_rms(x: np.ndarray, width: int = 10) -> np.ndarray:
-    c = np.cumsum(np.r_[0.0, np.nan_to_num(np.asarray(x, dtype=float) ** 2)])
-    i = np.arange(1, x.size + 1)
-    lo = np.maximum(i - width, 0)
-    return np.sqrt((c[i] - c[lo]) / (i - lo))
+def metrics_row(record, equilibrium_values, layer_rows) -> list:
+    """One row of ``metrics.csv``: a StepRecord, its ``(eq_si_norm, eq_eff_lr, eq_angular_update)``
+    and ``(norms, grad norms, angular updates)`` of the SI tensors (lists in the tensors' order)."""
+    return [*record, *equilibrium_values, *(v for row in layer_rows for v in row)]
+
+
+def metrics_columns(mon) -> dict:
+    """All of ``metrics.csv`` from the monitor's tables at once (``{column: array}``)."""
+    steps, _, _ = mon.recorder.arrays()
+    track = mon.track.arrays()
+    return {**steps, **{k: track[k] for k in SERIES_COLUMNS},
+            **layer_columns(mon.names, mon.recorder.layer_arrays())}
 
 
 def _run_info(h: Hyper, lrs: np.ndarray, k: int) -> RunInfo:
@@ -81,23 +84,22 @@ def analyse_monitor(mon) -> dict:
     :math:`\\tilde\\eta^*` for the window's RMS LR (with a constant LR: the current values)."""
     steps, _, _ = mon.recorder.arrays()
     layers = mon.recorder.layer_arrays()
+    track = mon.track.arrays()
     it = steps["iteration"]
     n = it.size
-    hyper_rows = mon.hyper_rows()
-    current = hyper_rows[-1] if hyper_rows else mon.hypers()
+    current = mon.current_hypers()
     first = mon.group_of[0]
     h0 = current[first]
     if mon.detector.stale or mon.detector.report is None:
         mon.detector.update()
-    lrs = np.array([[h.lr for h in r] for r in hyper_rows]).reshape(n, len(current))
+    lrs, eq_angle = track["lr"], track["eq_angle"]
     report, periods = analyse_run(steps, mon.run_info or _run_info(h0, lrs[:, first], mon.log_every))
     events = list(periods.get("event_iterations", []))
-    eq_angle = _eq_angles(hyper_rows, len(current))
     window = analysis_window(it, events)
     window_info = ({"from": int(it[window][0]), "to": int(it[window][-1]), "records": int(window.sum())}
                    if window.any() else {"records": 0})
     at_window = [replace(h, lr=rms(lrs[window, g])) if window.any() else h for g, h in enumerate(current)]
-    uniform = len({(h.kind, h.lr, h.wd, h.momentum, h.nesterov, h.decoupled) for h in current}) == 1
+    uniform = same_rule(current)
     numel = sum(mon.watch.sizes)
     rows = []
     for j, name in enumerate(mon.names):
@@ -107,22 +109,15 @@ def analyse_monitor(mon) -> dict:
                          layers["layer_norms"][window, j],
                          (layers["layer_norms"][:, j] * layers["layer_grad_norms"][:, j])[window],
                          layers["layer_angular_updates"][window, j], eq_angle[window, g], ind))
-    total_angle = eq_angle[:, first] if uniform else np.full(n, NAN)
+    series = {k: track[k] for k in SERIES_COLUMNS}
+    total_angle = series["eq_angular_update"]
     total = _row("total", "group", numel, at_window[first], steps["si_norm"][window], steps["eff_grad_norm"][window],
                  steps["angular_update"][window], total_angle[window], uniform)
     _, note = equilibrium(h0, total["eff_grad_norm"], numel)
     if not uniform:
         note = "SI tensors in parameter groups with different hyper-parameters: see the per-tensor rows"
-    eta_lam = np.array([r[first].lr * r[first].wd for r in hyper_rows])
-    regime = classify_state(steps, total_angle, events, periods, eta_lam=eta_lam, end=mon.iteration,
-                             theory_note=note)
-    g_series = _trailing_rms(steps["eff_grad_norm"])
-    eq_norm, eq_eff = np.full(n, NAN), np.full(n, NAN)
-    if uniform:                                  # one vectorised call per distinct hyper-parameters
-        of_record = [hs[first] for hs in hyper_rows]
-        for h in dict.fromkeys(of_record):
-            rows_h = np.array([x == h for x in of_record])
-            eq_norm[rows_h], eq_eff[rows_h] = equilibrium_series(h, g_series[rows_h], numel)
+    regime = classify_state(steps, total_angle, events, periods, eta_lam=lrs[:, first] * track["wd"][:, first],
+                            end=mon.iteration, theory_note=note)
     if mon.sharpness is not None and mon.recorder.sharpness:
         from analysis.report import stability_at_destabilisations
         sh = mon.recorder.sharpness_table()
@@ -131,20 +126,19 @@ def analyse_monitor(mon) -> dict:
             "iterations": mon.iteration, "records": int(n), "diverged": mon.diverged,
             "online_events": mon.detector.events, "periods": periods, "regime": regime,
             "layers": rows, "total": total, "theory_note": note, "period_report": report, "window": window_info,
-            "series": {"eq_si_norm": eq_norm, "eq_eff_lr": eq_eff, "eq_angular_update": total_angle}}
+            "series": series}
 
 
 def write_monitor_outputs(out, mon, summary: dict, plot: bool = True) -> None:
-    """``metrics.csv``/``metrics.npz`` (steps, equilibrium series, per-tensor series),
-    ``periods.json`` (periods, regime, SI groups, hyper-parameters, per-tensor rows),
-    ``layers.csv``, ``sharpness.csv`` (if measured), ``plot.png`` (if ``plot``) and their
-    ``SHA256SUMS`` into folder ``out``."""
+    """Finish the folder ``out`` whose ``metrics.csv`` was streamed: ``metrics.npz`` (steps,
+    equilibrium series, per-tensor series), ``periods.json`` (periods, regime, SI groups,
+    hyper-parameters, per-tensor rows), ``layers.csv``, ``sharpness.csv`` (if measured),
+    ``plot.png`` (if ``plot``) and the ``SHA256SUMS`` of them all."""
     from nets.plots import plot_monitor
 
     steps, _, _ = mon.recorder.arrays()
     layers = mon.recorder.layer_arrays()
     series = summary["series"]
-    write_csv(out / "metrics.csv", {**steps, **series, **layer_columns(mon.names, layers)})
     sharp = mon.recorder.sharpness_table() or {}
     if sharp:
         write_csv(out / "sharpness.csv", sharp)
@@ -156,4 +150,3 @@ def write_monitor_outputs(out, mon, summary: dict, plot: bool = True) -> None:
     if plot and len(steps["iteration"]) > 1:
         plot_monitor(out / "plot.png", steps, series, summary, sharpness=sharp or None)
     write_manifest(out, ("metrics.csv", "sharpness.csv", "metrics.npz", "layers.csv", "periods.json", "plot.png"))
-

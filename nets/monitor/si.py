@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nets.monitor.calls import PREFIX, ModelCall
+from nets.monitor.calls import PREFIX, ExampleBatchError, ModelCall
 from theory.invariance import find_scale_invariant_params
 
-__all__ = ["SIGroups", "NoSIParameters", "find_si_groups", "joint_si_violation"]
+__all__ = ["SIGroups", "NoSIParameters", "find_si_groups", "joint_si_violation", "resolve_si_groups"]
 
 
 class NoSIParameters(ValueError):
@@ -173,3 +173,24 @@ def _find_si_groups(model: nn.Module, inputs: torch.Tensor, rtol: float) -> SIGr
     si = cand if cand and _jointly_si(model, cand, inputs, rtol=rtol) else list(individual)
     return SIGroups(si=[n for n in trainable if n in si], individual=individual,
                     other=[n for n in trainable if n not in si], frozen=frozen, inert=inert)
+
+
+def resolve_si_groups(model: nn.Module, example_batch, si_groups, example_args=None, output=None) -> SIGroups:
+    """The SI groups of :class:`nets.SIMonitor`: ``si_groups`` as given (an :class:`SIGroups`, or
+    parameter names each taken as individually SI), else found by testing on the example inputs."""
+    if isinstance(si_groups, SIGroups):
+        return si_groups
+    named = dict(model.named_parameters())
+    if si_groups is not None:                    # names given by the caller
+        names = list(si_groups)
+        unknown = [n for n in names if n not in named]
+        if unknown:
+            raise ValueError(f"SIMonitor: {unknown} are not parameters of the model")
+        return SIGroups(si=names, individual=names, other=[n for n in named if n not in names])
+    if example_batch is None and example_args is None:
+        raise ValueError("SIMonitor needs example_batch (a few training inputs) to find the scale-invariant "
+                         "parameters by testing, or si_groups=[parameter names]")
+    try:
+        return find_si_groups(model, example_batch, args=example_args, output=output)
+    except ExampleBatchError as exc:
+        raise ExampleBatchError(f"SIMonitor: {exc}") from None

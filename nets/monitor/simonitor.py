@@ -7,7 +7,7 @@
     for x, y in loader:
         loss = F.cross_entropy(model(x), y); optimizer.zero_grad(); loss.backward(); optimizer.step()
         mon.step(loss)            # optional: without it the hooks record everything but the loss
-    print(mon.close())            # writes metrics.csv/npz, periods.json, layers.csv (plot.png: mon.plot())
+    print(mon.close())            # metrics.csv grew with the run; writes metrics.npz, periods.json, layers.csv
 
 The monitor finds the scale-invariant (SI) parameters by testing (:func:`nets.monitor.si.find_si_groups`,
 groups SI only jointly included) and hooks ``optimizer.step`` (``register_step_pre_hook`` /
@@ -35,13 +35,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.online import StreamingPeriodDetector
-from cli.files import ensure_writable
+from analysis.rows import RowTable
+from cli.files import CSVStream, ensure_writable, write_csv
 from nets.monitor.calls import ExampleBatchError
 from nets.monitor.metrics import Recorder, SIWatch, StepProbe, StepRecord, TrainingDiverged
+from nets.monitor.report import metrics_columns, metrics_header, metrics_row
 from nets.monitor.sharpness import SharpnessProbe
-from nets.monitor.si import NoSIParameters, SIGroups, find_si_groups
-from nets.monitor.sinks import LAYER_QUANTITIES, CSVStream
+from nets.monitor.si import NoSIParameters, resolve_si_groups
+from nets.monitor.sinks import LAYER_QUANTITIES
 from nets.monitor.theory import Hyper, effective_lr, read_hyper
+from nets.monitor.track import EquilibriumTrack
 
 __all__ = ["SIMonitor", "TrainingDiverged", "NoSIParameters", "ExampleBatchError"]
 
@@ -53,25 +56,6 @@ def _scalar(v, device) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         return v.detach().reshape(()).to(device=device, dtype=torch.float32)
     return torch.tensor(float(v), device=device)
-
-
-def _resolve_groups(model: nn.Module, example_batch, si_groups, example_args=None, output=None) -> SIGroups:
-    if isinstance(si_groups, SIGroups):
-        return si_groups
-    named = dict(model.named_parameters())
-    if si_groups is not None:                    # names given by the caller
-        names = list(si_groups)
-        unknown = [n for n in names if n not in named]
-        if unknown:
-            raise ValueError(f"SIMonitor: {unknown} are not parameters of the model")
-        return SIGroups(si=names, individual=names, other=[n for n in named if n not in names])
-    if example_batch is None and example_args is None:
-        raise ValueError("SIMonitor needs example_batch (a few training inputs) to find the scale-invariant "
-                         "parameters by testing, or si_groups=[parameter names]")
-    try:
-        return find_si_groups(model, example_batch, args=example_args, output=output)
-    except ExampleBatchError as exc:
-        raise ExampleBatchError(f"SIMonitor: {exc}") from None
 
 
 class SIMonitor:
@@ -95,10 +79,11 @@ class SIMonitor:
         Record every this many optimizer steps (and at ``last_step``).
     out : path, optional
         Folder for the files (None: write nothing), created and checked here: the records stream
-        into ``out/records.csv`` as they are made (flushed every ``flush_every`` records or
-        ``flush_seconds`` seconds; :class:`nets.monitor.sinks.CSVStream`) and :meth:`close` writes
-        the rest. The monitor's own tables of records are kept in ``out/.records/`` (raw float64,
-        :class:`nets.monitor.rows.RowTable`), not in memory.
+        into ``out/metrics.csv`` as they are made (flushed every ``flush_every`` records or
+        ``flush_seconds`` seconds; :class:`cli.CSVStream`), with the theory's values at each
+        record (:mod:`nets.monitor.track`), and :meth:`close` writes the rest. The monitor's own
+        tables of records are kept in ``out/.records/`` (raw float64,
+        :class:`analysis.rows.RowTable`), not in memory.
     plot : bool
         Also draw ``out/plot.png`` at :meth:`close` (about 1.5 s, most of it matplotlib); by default
         close only finalises the data, and :meth:`plot` draws the figure whenever it is wanted.
@@ -148,7 +133,7 @@ class SIMonitor:
         self.draw_at_close = bool(plot)
         if self.out is not None:
             ensure_writable(self.out)          # a bad folder is found now, not after the run
-        self.groups = _resolve_groups(model, example_batch, si_groups, example_args, output)
+        self.groups = resolve_si_groups(model, example_batch, si_groups, example_args, output)
         named = dict(model.named_parameters())
         if not self.groups.si:
             n = sum(p.requires_grad for p in model.parameters())
@@ -162,10 +147,10 @@ class SIMonitor:
         self.decoupled_weight_decay = float(decoupled_weight_decay)
         self.steps_per_epoch, self.last_step, self.norm_scale = steps_per_epoch, last_step, norm_scale
         # with out: the per-record rows live in out/.records/*.f64, so memory stays flat in the steps
-        self.recorder = Recorder(len(self.names), spill_dir=None if self.out is None else self.out / ".records")
-        # (first record, [Hyper of each SI group]) whenever they change: the hyper-parameters of every record
-        self.hyper_log: list[tuple[int, list[Hyper]]] = []
-        self.detector = StreamingPeriodDetector(self.log_every, every=detect_every)
+        self.spill_dir = None if self.out is None else self.out / ".records"
+        self.recorder = Recorder(len(self.names), spill_dir=self.spill_dir)
+        self.track = EquilibriumTrack(len(self.si_group_indices), sum(self.watch.sizes), spill_dir=self.spill_dir)
+        self.detector = self._new_detector(detect_every)
         self.sharpness = None
         self.sharpness_every, self.sharpness_from = int(sharpness_every), int(sharpness_from)
         if self.sharpness_every:
@@ -175,9 +160,8 @@ class SIMonitor:
                                             seed=sharpness_seed, loss_fn=loss_fn or F.cross_entropy)
         self.run_info = run_info
         self.sinks = list(sinks)
-        if self.out is not None:
-            self.sinks.insert(0, CSVStream(self.out / "records.csv", self.names, flush_every=flush_every,
-                                           flush_seconds=flush_seconds))
+        self.flush_every, self.flush_seconds = flush_every, flush_seconds
+        self.stream = None if self.out is None else self._open_stream(append=False)
         self.verbose = verbose
         self.iteration = 0
         self.diverged: str | None = None
@@ -201,25 +185,26 @@ class SIMonitor:
         self.si_group_indices = sorted({where[id(p)] for p in self.watch.params})
         return [self.si_group_indices.index(where[id(p)]) for p in self.watch.params]
 
+    def _new_detector(self, every) -> StreamingPeriodDetector:
+        spill = None if self.spill_dir is None else self.spill_dir / "detector.f64"
+        return StreamingPeriodDetector(self.log_every, every=every, store=RowTable(2, spill=spill))
+
+    def _open_stream(self, append: bool) -> CSVStream:
+        return CSVStream(self.out / "metrics.csv", metrics_header(self.names), flush_every=self.flush_every,
+                         flush_seconds=self.flush_seconds, append=append)
+
     # ------------------------------------------------------------------ hooks
     def _is_record(self, t: int) -> bool:
         return t % self.log_every == 0 or t == self.last_step
-
-    def hyper_rows(self) -> list[list[Hyper]]:
-        """The Hyper of each SI group at every record (before the log began: its first entry)."""
-        n = len(self.recorder.steps)
-        if not self.hyper_log:
-            return [self.hypers()] * n
-        starts = [i for i, _ in self.hyper_log] + [n]
-        rows = [self.hyper_log[0][1]] * max(starts[0], 0)
-        for (i, hs), end in zip(self.hyper_log, starts[1:]):
-            rows += [hs] * (end - max(i, 0))
-        return rows[:n]
 
     def hypers(self) -> list[Hyper]:
         """The current :class:`nets.monitor.theory.Hyper` of each parameter group holding SI tensors."""
         return [read_hyper(self.optimizer, self.optimizer.param_groups[i], self.decoupled_weight_decay)
                 for i in self.si_group_indices]
+
+    def current_hypers(self) -> list[Hyper]:
+        """The Hyper of the latest record (before any record: :meth:`hypers`)."""
+        return self.track.hypers or self.hypers()
 
     def _pre_step(self, optimizer, args, kwargs):
         if self._pending is not None:       # the previous recorded step got no mon.step(): no loss
@@ -286,17 +271,16 @@ class SIMonitor:
             loss_acc=torch.stack([_scalar(loss, dev), _scalar(accuracy, dev)]), probe=probe,
             after=self.watch.flat(), norm_scale=1.0 if self.norm_scale is None else self.norm_scale(t),
             eff_lr_at=lambda rho: effective_lr(h, rho))
-        if not self.hyper_log or self.hyper_log[-1][1] != hypers:
-            self.hyper_log.append((len(self.recorder.steps) - 1, hypers))
+        eq = self.track.add(hypers, self.group_of[0], row.eff_grad_norm)
+        if self.stream is not None:
+            self.stream.write(metrics_row(row, eq, self.recorder.last_layers))
         bad = ("loss", row.train_loss) if loss is not None and not math.isfinite(row.train_loss) else (
             ("SI weight norm", row.si_norm) if not math.isfinite(row.si_norm) else None)
         if bad is not None:
             self.diverged = f"{bad[0]} is {bad[1]} at iteration {t}: training diverged; lower the learning rate"
             raise TrainingDiverged(self.diverged)
         if self.sinks:
-            rec = self.recorder
-            layers = {q: dict(zip(self.names, rows[-1])) for q, rows in
-                      zip(LAYER_QUANTITIES, (rec.layer_norms, rec.layer_grad_norms, rec.layer_angular_updates))}
+            layers = {q: dict(zip(self.names, rows)) for q, rows in zip(LAYER_QUANTITIES, self.recorder.last_layers)}
             for sink in self.sinks:
                 sink.write(row, layers)
         if t % self.log_every == 0:
@@ -329,17 +313,22 @@ class SIMonitor:
         return format_table(s["layers"] + [s["total"]], s["regime"], s["window"])
 
     def close(self) -> dict:
-        """Stop monitoring (remove the hooks), write the files to ``out`` and return :meth:`summary`."""
+        """Stop monitoring (remove the hooks), finish the files in ``out`` (``metrics.csv`` grew with
+        the run; the rest is written here) and return :meth:`summary`."""
         from nets.monitor.report import write_monitor_outputs
         if not self._closed:
             for h in self._handles:
                 h.remove()
             self._closed = True
-        summary = self.summary()
         try:
+            summary = self.summary()
+            if self.stream is not None:
+                self.stream.close()
             if self.out is not None:
                 write_monitor_outputs(self.out, self, summary, plot=self.draw_at_close)
         finally:
+            if self.stream is not None:
+                self.stream.close()
             for sink in self.sinks:
                 if hasattr(sink, "close"):
                     sink.close()
@@ -373,22 +362,30 @@ class SIMonitor:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """Iteration count and hyper-parameter log (the recorder has its own state)."""
-        return {"iteration": self.iteration,
-                "hyper_log": [[i, [h.to_dict() for h in hs]] for i, hs in self.hyper_log]}
+        """Iteration count and the theory's values of every record (the recorder has its own state)."""
+        return {"iteration": self.iteration, "track": self.track.state_dict()}
 
     def load_state_dict(self, state: dict, recorder_state: dict | None = None) -> None:
         """Continue from :meth:`state_dict` (and a :meth:`Recorder.state_dict`); the online
-        detector is rebuilt from the recorded rows."""
+        detector is rebuilt from the recorded rows and ``out/metrics.csv`` rewritten from them."""
         if recorder_state is not None:
             self.recorder.load_state_dict(recorder_state)
         self.iteration = int(state.get("iteration", self.iteration))
-        self.hyper_log = [(int(i), [Hyper(**d) for d in hs]) for i, hs in state.get("hyper_log", [])]
+        self.track = EquilibriumTrack(len(self.si_group_indices), sum(self.watch.sizes), spill_dir=self.spill_dir)
+        if "track" in state:
+            self.track.load_state_dict(state["track"])
+        elif state.get("hyper_log"):             # a checkpoint from before the track: the hyper-parameter log
+            log = [(int(i), [Hyper(**d) for d in hs]) for i, hs in state["hyper_log"]]
+            self.track.replay(log, self.recorder.arrays()[0]["eff_grad_norm"], self.group_of[0])
         every = self.detector.every
-        self.detector = StreamingPeriodDetector(self.log_every, every=0)
+        self.detector = self._new_detector(0)
         for row in self.recorder.step_records():
             if int(row.iteration) % self.log_every == 0:
                 self.detector.append(row.si_norm_equiv, row.train_loss)
         self.detector.every = every
+        if self.stream is not None:              # the file holds what the loaded state holds, then grows
+            self.stream.close()
+            write_csv(self.out / "metrics.csv", metrics_columns(self))
+            self.stream = self._open_stream(append=True)
         self._probe = self._pending = None
         self._stepped = False

@@ -1,14 +1,11 @@
-"""Where the monitor's records go as they are made: a CSV on disk, TensorBoard, or anything else.
+"""Where the monitor's records go as they are made: TensorBoard, Weights & Biases, or anything else.
 
 A sink is any object with ``write(record, layers)`` (and optionally ``destabilisation(iteration)``
 and ``close()``): :class:`nets.SIMonitor` calls it once per recorded step with the
 :class:`nets.monitor.metrics.StepRecord` and ``layers = {quantity: {tensor name: value}}`` for
 ``norm``, ``grad_norm`` and ``angular_update`` of every SI tensor. Each sink is a thin adapter over
-those same records:
+those same records (the monitor's own ``out/metrics.csv`` is streamed by :class:`cli.CSVStream`):
 
-* :class:`CSVStream` -- appends every record to ``records.csv`` in the monitor's ``out`` folder,
-  flushed to disk at least every ``flush_every`` records or ``flush_seconds`` seconds, so a crash
-  (even SIGKILL) loses at most that much; :meth:`nets.SIMonitor.close` then writes the final files;
 * :class:`TensorBoardSink` -- scalars through ``torch.utils.tensorboard.SummaryWriter``
   (``pip install -e '.[tensorboard]'``): ``si/<quantity>`` for the SI group and
   ``si_layers/<quantity>/<tensor>`` per SI tensor, at the optimizer step as global step;
@@ -17,46 +14,12 @@ those same records:
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from nets.monitor.metrics import STEP_COLUMNS
-
-__all__ = ["CSVStream", "TensorBoardSink", "WandbSink", "scalars", "LAYER_QUANTITIES"]
+__all__ = ["TensorBoardSink", "WandbSink", "scalars", "LAYER_QUANTITIES"]
 
 #: per-tensor quantities handed to sinks
 LAYER_QUANTITIES = ("norm", "grad_norm", "angular_update")
-
-
-class CSVStream:
-    """Append records to ``path`` (a CSV with :data:`STEP_COLUMNS` and per-tensor columns)."""
-
-    def __init__(self, path: str | Path, names: list[str], *, flush_every: int = 100, flush_seconds: float = 30.0):
-        if int(flush_every) < 1 or not flush_seconds > 0:
-            raise ValueError(f"flush_every must be >= 1 and flush_seconds > 0, got {flush_every!r}, {flush_seconds!r}")
-        self.path, self.names = Path(path), list(names)
-        self.flush_every, self.flush_seconds = int(flush_every), float(flush_seconds)
-        header = list(STEP_COLUMNS) + [f"{q}:{n}" for q in LAYER_QUANTITIES for n in self.names]
-        self._fh = open(self.path, "w", encoding="utf-8", newline="")
-        self._fh.write(",".join(header) + "\n")
-        self._fh.flush()
-        self._unflushed, self._last = 0, time.monotonic()
-
-    def write(self, record, layers: dict) -> None:
-        values = list(record) + [layers[q][n] for q in LAYER_QUANTITIES for n in self.names]
-        self._fh.write(",".join(repr(float(v)) if isinstance(v, float) else str(v) for v in values) + "\n")
-        self._unflushed += 1
-        if self._unflushed >= self.flush_every or time.monotonic() - self._last >= self.flush_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        self._fh.flush()
-        self._unflushed, self._last = 0, time.monotonic()
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-
 
 #: StepRecord fields every sink reports
 SCALARS = ("train_loss", "si_norm", "eff_lr", "eff_grad_norm", "angular_update", "lr")

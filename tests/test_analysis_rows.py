@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analysis.rows import RowTable
 from nets.monitor.metrics import Recorder
-from nets.monitor.rows import RowTable
 
 
 @given(st.integers(0, 40), st.integers(1, 7), st.integers(1, 5))

@@ -1,5 +1,8 @@
 """``RowTable``: a run's records as compact rows of floats, in memory or spilled to a file.
 
+The store behind every growing series of the toolkit: :class:`nets.SIMonitor`'s tables of
+records and the online detector's series (:class:`analysis.online.StreamingPeriodDetector`).
+
 Rows of ``width`` floats are kept in one flat ``array('d')`` (8 bytes a value; a list of Python
 floats takes ~4x that and a list object per row), appended in O(1) and read as a numpy array in one
 copy. With ``spill`` (a file path) every ``chunk`` rows are appended to that file as raw float64 and
