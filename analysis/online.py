@@ -6,7 +6,9 @@ event found on a prefix can therefore only be judged with the statistics of that
 streaming form keeps the series in amortised O(1) appends and, when a re-run is due, runs the
 offline detector on the prefix received so far. Its report after ``n`` samples is therefore
 *exactly* ``detect_periods(norm[:n], loss=loss[:n], step=step)``: the same events, lengths and
-ratios as the offline detector on the same series (``tests/test_simulate_online.py``); as the
+ratios as the offline detector on the same series (``tests/test_simulate_online.py``), less the
+per-sample ``phase`` (an array as long as the series: not kept, so that with a spilled ``store``
+nothing the detector holds grows with the series); as the
 robust statistics settle, an event reported earlier can be revised, which :meth:`append`
 reports.
 
@@ -19,6 +21,7 @@ in the detector stays below ``budget`` (default 1 %) of the wall time between ca
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -61,8 +64,8 @@ class StreamingPeriodDetector:
         if not 0 < budget <= 1:
             raise ValueError(f"budget must lie in (0, 1], got {budget!r}")
         self.step, self.every, self.budget, self.kw = int(step), every, float(budget), detector_kw
-        self._store = RowTable(2) if store is None else store
-        if self._store.width != 2 or len(self._store):
+        self.store = RowTable(2) if store is None else store
+        if self.store.width != 2 or len(self.store):
             raise ValueError("store must be an empty RowTable of width 2")
         self.n = 0
         self._valid = 0                  # length of the positive, finite prefix
@@ -76,7 +79,7 @@ class StreamingPeriodDetector:
     def append(self, norm: float, loss: float = float("nan")) -> tuple[list[int], list[int]]:
         """Add one sample; re-run the detector if due. Returns ``(new, revoked)`` event
         iterations: onsets found for the first time, and earlier ones no longer found."""
-        self._store.append((norm, loss))
+        self.store.append((norm, loss))
         if self._valid == self.n and np.isfinite(norm) and norm > 0:
             self._valid += 1
         self._losses_finite = self._losses_finite and bool(np.isfinite(loss))
@@ -92,9 +95,9 @@ class StreamingPeriodDetector:
         """Run the detector on every sample received so far (see :meth:`append`)."""
         t0 = time.perf_counter()
         n = self._valid
-        series = self._store.array()[:n]
+        series = self.store.array()[:n]
         loss = series[:, 1] if self._losses_finite else None
-        self.report = detect_periods(series[:, 0], loss=loss, step=self.step, **self.kw)
+        self.report = replace(detect_periods(series[:, 0], loss=loss, step=self.step, **self.kw), phase=None)
         self._analysed = self.n
         events = [int(e) for e in self.report.event_iterations]
         new = [e for e in events if e not in self.reported]
@@ -108,11 +111,11 @@ class StreamingPeriodDetector:
     @property
     def norm(self) -> np.ndarray:
         """The samples received so far (a copy)."""
-        return self._store.array()[:, 0].copy()
+        return self.store.array()[:, 0].copy()
 
     @property
     def loss(self) -> np.ndarray:
-        return self._store.array()[:, 1].copy()
+        return self.store.array()[:, 1].copy()
 
     @property
     def events(self) -> list[int]:

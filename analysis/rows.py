@@ -64,6 +64,11 @@ class RowTable:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    @property
+    def in_memory(self) -> int:
+        """Rows held in memory (with ``spill``: fewer than ``chunk``; the rest are in the file)."""
+        return len(self) - self._on_disk
+
     def __bool__(self) -> bool:
         return len(self) > 0
 
@@ -74,8 +79,12 @@ class RowTable:
         memory = np.frombuffer(self._data, dtype=np.float64).reshape(-1, self.width)
         if not self._on_disk:
             return memory.copy()
-        disk = np.fromfile(self._spill, dtype=np.float64, count=self._on_disk * self.width)
-        return np.concatenate([disk.reshape(-1, self.width), memory])
+        out = np.empty((len(self), self.width))
+        with open(self._spill, "rb") as fh:                 # the file straight into its rows: one copy
+            if fh.readinto(memoryview(out[:self._on_disk]).cast("B")) != self._on_disk * self.width * 8:
+                raise OSError(f"{self._spill}: shorter than the {self._on_disk} rows written to it")
+        out[self._on_disk:] = memory
+        return out
 
     def tolist(self) -> list[list[float]]:
         return self.array().tolist()

@@ -22,7 +22,7 @@ is kept: on a machine shared with other jobs that is the estimate least disturbe
   variant), reported for reference;
 * **plain loop with / without SIMonitor** -- the cost of :class:`nets.SIMonitor` in a user's own
   loop (batches sliced from pre-normalised tensors, default SGD, ``mon.step(loss)`` after each
-  step, online detection ``"auto"``): ``monitor_overhead`` from the loop monitored at every step
+  step, online detection ``"auto"``, records streamed to an ``out`` folder): ``monitor_overhead`` from the loop monitored at every step
   vs not at all, divided by ``--record-every`` (as for ours), and the direct comparison.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,8 +135,9 @@ class PlainLoop:
         scale, shift = data.normaliser()
         self.x, self.y = (data.x_train * scale + shift).to(device), data.y_train.to(device)
         self.bs, self.pos = cfg.batch_size, 0
-        self.mon = None if log_every is None else SIMonitor(
-            self.model, self.opt, example_batch=self.x[:8], log_every=log_every, verbose=False)
+        self.folder = None if log_every is None else tempfile.TemporaryDirectory(prefix="sibn-bench-")
+        self.mon = None if log_every is None else SIMonitor(   # as the README shows it: records streamed to out
+            self.model, self.opt, example_batch=self.x[:8], log_every=log_every, out=self.folder.name, verbose=False)
 
     def run(self, n):
         for _ in range(n):

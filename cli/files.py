@@ -104,13 +104,26 @@ def write_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
     return atomic_write(Path(path), write)
 
 
+class _HashedText:
+    """A text file that also feeds what is written to a hash."""
+
+    def __init__(self, fh, sha):
+        self.fh, self.sha = fh, sha
+
+    def write(self, text: str) -> None:
+        self.fh.write(text)
+        self.sha.update(text.encode())
+
+
 class CSVStream:
     """A CSV table written a row at a time, for records that must survive a crash.
 
     Rows are formatted as :func:`write_csv` formats them (so a table streamed row by row and one
     written at once are the same bytes) and flushed to the operating system at least every
     ``flush_every`` rows or ``flush_seconds`` seconds: a killed process (even SIGKILL) loses at
-    most that much. ``append=True`` continues an existing table (no header is written).
+    most that much. ``append=True`` continues an existing table (no header is written). The
+    SHA-256 of the file is kept up to date as rows are written (:meth:`hexdigest`), so a manifest
+    of a long table costs nothing at the end (:func:`write_manifest`'s ``digests``).
     """
 
     def __init__(self, path: str | Path, header, *, flush_every: int = 100, flush_seconds: float = 30.0,
@@ -120,8 +133,13 @@ class CSVStream:
                              f"{flush_seconds!r}")
         self.path, self.width = Path(path), len(header)
         self.flush_every, self.flush_seconds = int(flush_every), float(flush_seconds)
+        self._sha = hashlib.sha256()
+        if append:
+            with open(self.path, "rb") as fh:            # what is there already
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    self._sha.update(block)
         self._fh = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._fh)
+        self._csv = csv.writer(_HashedText(self._fh, self._sha))
         if not append:
             self._csv.writerow(list(header))
             self._fh.flush()
@@ -147,6 +165,10 @@ class CSVStream:
     def closed(self) -> bool:
         return self._fh.closed
 
+    def hexdigest(self) -> str:
+        """Hex SHA-256 of the file as written so far (the same as :func:`file_sha256` of it)."""
+        return self._sha.hexdigest()
+
 
 def write_npz(path: str | Path, *, compressed: bool = True, **arrays: Any) -> Path:
     """Write arrays to an ``.npz`` file atomically (zlib-compressed unless ``compressed=False``:
@@ -168,10 +190,13 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(folder: str | Path, names) -> Path:
-    """Write ``folder/SHA256SUMS``: the SHA-256 of each file ``names`` (relative to ``folder``) that exists."""
+def write_manifest(folder: str | Path, names, digests: Mapping[str, str] | None = None) -> Path:
+    """Write ``folder/SHA256SUMS``: the SHA-256 of each file ``names`` (relative to ``folder``) that
+    exists; ``digests`` gives those already known (e.g. :meth:`CSVStream.hexdigest`), not re-read."""
     folder = Path(folder)
-    lines = [f"{file_sha256(folder / n)}  {n}\n" for n in sorted(set(map(str, names))) if (folder / n).is_file()]
+    known = dict(digests or {})
+    lines = [f"{known.get(n) or file_sha256(folder / n)}  {n}\n" for n in sorted(set(map(str, names)))
+             if (folder / n).is_file()]
     return atomic_write(folder / MANIFEST_NAME, lambda fh: fh.write("".join(lines).encode()))
 
 

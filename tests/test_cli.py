@@ -168,3 +168,29 @@ def test_a_ctrl_c_inside_deferred_imports_is_raised_after_them():
             pass
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_csv_stream_is_write_csv_row_by_row_and_keeps_the_file_digest(tmp_path):
+    """A streamed table equals the one written at once, byte for byte, also when continued with
+    append=True; its running digest is the file's SHA-256 and the manifest uses it as given."""
+    from cli import CSVStream, file_sha256, verify_manifest, write_manifest
+
+    cols = {"iteration": np.arange(7), "x": np.linspace(0.1, 7.3, 7) ** 3, "y": [np.nan, 1e-300, -2.5, 3, 4, 5, 6]}
+    write_csv(tmp_path / "at_once.csv", cols)
+    rows = list(zip(*[np.asarray(c).tolist() for c in cols.values()]))
+    s = CSVStream(tmp_path / "t.csv", list(cols), flush_every=2)
+    for r in rows[:4]:
+        s.write(r)
+    s.close()
+    s = CSVStream(tmp_path / "t.csv", list(cols), append=True)
+    for r in rows[4:]:
+        s.write(r)
+    s.close()
+    assert (tmp_path / "t.csv").read_bytes() == (tmp_path / "at_once.csv").read_bytes()
+    assert s.hexdigest() == file_sha256(tmp_path / "t.csv")
+    write_manifest(tmp_path, ["t.csv"], {"t.csv": s.hexdigest()})
+    assert verify_manifest(tmp_path) == []
+    with pytest.raises(ValueError, match="3 columns"):
+        CSVStream(tmp_path / "u.csv", ["a", "b", "c"]).write([1, 2])
+    with pytest.raises(ValueError, match="flush_every"):
+        CSVStream(tmp_path / "v.csv", ["a"], flush_every=0)

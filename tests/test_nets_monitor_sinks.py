@@ -89,6 +89,10 @@ def test_a_sigkill_loses_at_most_one_flush_interval(tmp_path):
     assert p.returncode == -9, p.stderr
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert len(rows) == 40                                 # 45 records made, flushed every 10
+    assert all(float(r["eq_angular_update"]) > 0 for r in rows)   # with the theory's values of each record
+    p = subprocess.run([sys.executable, "-m", "nets.monitor", str(tmp_path)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2 and "was not closed" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 def test_a_closure_step_is_measured_after_its_closure():

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cli import write_csv
+from cli import verify_manifest, write_csv
 from nets import SIMonitor
 from nets.monitor.report import metrics_columns
-from theory.rotational import sgd_equilibrium_angular_update, sgd_equilibrium_norm
+from nets.monitor.theory import Hyper, equilibrium_law
+from theory.rotational import adamw_equilibrium_norm, sgd_equilibrium_angular_update, sgd_equilibrium_norm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -116,6 +117,7 @@ def test_a_resumed_monitor_continues_the_same_metrics_csv(tmp_path):
     _train(model, opt, data[20:], again)
     again.close()
     assert (tmp_path / "part" / "metrics.csv").read_bytes() == (tmp_path / "whole" / "metrics.csv").read_bytes()
+    assert verify_manifest(tmp_path / "part") == [] and verify_manifest(tmp_path / "whole") == []
     assert again.detector.events == whole.detector.events
 
 
@@ -133,3 +135,46 @@ def test_a_checkpoint_from_before_the_track_is_replayed():
     twin.load_state_dict(old, mon.recorder.state_dict())
     for k, v in mon.track.arrays().items():
         np.testing.assert_array_equal(twin.track.arrays()[k], v, err_msg=k)
+
+
+@pytest.mark.parametrize("h", [
+    Hyper("sgd", "SGD", 0.3, 5e-3), Hyper("sgd", "SGD", 0.1, 1e-2, 0.9),
+    Hyper("sgd", "SGD", 0.1, 1e-2, 0.9, nesterov=True), Hyper("sgd", "SGD", 0.1, 1e-2, 0.5, dampening=0.3),
+    Hyper("sgd", "SGD", 0.2, 1e-3, 0.9, decoupled=True), Hyper("adamw", "AdamW", 1e-3, 0.05, 0.9, decoupled=True)])
+def test_the_equilibrium_law_is_the_theory_at_every_gradient_norm(h):
+    """rho*(G) and eta~*(G) scaled from G = 1 equal theory.rotational's formulas called at each G."""
+    g = np.geomspace(1e-3, 1e3, 13)
+    law = equilibrium_law(h, 1000)
+    got = np.array([law.at(v) for v in g])
+    if h.kind == "sgd":
+        rho = sgd_equilibrium_norm(h.lr, h.wd, g, h.momentum, nesterov=h.nesterov, dampening=h.dampening,
+                                   decoupled=h.decoupled)
+        eff = h.lr / rho ** 2
+    else:
+        rho = np.full(g.shape, adamw_equilibrium_norm(h.lr, h.wd, 1000))
+        eff = h.lr / rho
+    np.testing.assert_allclose(got[:, 0], rho, rtol=1e-13)
+    np.testing.assert_allclose(got[:, 1], eff, rtol=1e-13)
+    assert np.isnan(law.at(float("nan"))).all() == (h.kind == "sgd")
+
+
+def test_no_equilibrium_law_without_a_formula():
+    for h in (Hyper("sgd", "SGD", 0.1, 0.0), Hyper("adam", "Adam", 1e-3, 1e-2, 0.9), Hyper("sgd", "SGD", 10.0, 0.2)):
+        assert np.isnan(equilibrium_law(h, 10).at(1.0)).all()
+
+
+def test_with_out_no_table_of_records_grows_in_memory(tmp_path):
+    """Every per-record table of the monitor (steps, per-tensor series, the theory's track, the online
+    detector's series) keeps under one chunk in memory; the rest is in out/.records."""
+    model, data = _setup()
+    opt = _optimizer(model)
+    mon = SIMonitor(model, opt, example_batch=data[0][0], log_every=1, out=tmp_path, verbose=False)
+    _train(model, opt, data * 110, mon)                       # 4,400 records: more than a chunk (4,096)
+    rec = mon.recorder
+    tables = {"steps": rec.steps, "layer_norms": rec.layer_norms, "layer_grad_norms": rec.layer_grad_norms,
+              "layer_angular_updates": rec.layer_angular_updates, "hyper": mon.track.hyper,
+              "equilibrium": mon.track.series, "detector": mon.detector.store}
+    for name, table in tables.items():
+        assert len(table) == 4400 and table.in_memory == 4400 - 4096, name
+        assert (tmp_path / ".records" / f"{name}.f64").stat().st_size == 4096 * table.width * 8, name
+    mon.close()

@@ -8,10 +8,11 @@ Modules, from the bottom up:
 ``sharpness``  top Hessian eigenvalue of the loss on the SI sphere (Lanczos), fixed probe batches
 ``metrics``    the recorded quantities (norms, effective LR, angular update) and their ``Recorder``
 ``theory``     the one place that chooses the optimizer's effective-LR and equilibrium formulas
+``track``      the theory's values at every record (hyper-parameters, equilibria), as records are made
 ``simonitor``  :class:`SIMonitor`: optimizer hooks that record every ``log_every`` steps
 ``state``      the state of a run from its records: periodic / at or approaching equilibrium / ...
-``report``     the monitor's summary table and its files (metrics.csv/npz, periods.json, plot)
-``sinks``      records as they are made: a CSV streamed to disk, TensorBoard (optional extra)
+``report``     the monitor's summary table and its files (metrics.csv streamed; npz, periods.json)
+``sinks``      records as they are made: TensorBoard, Weights & Biases (optional extras)
 ``lightning``  ``SIMonitorCallback``: the monitor on a LightningModule (optional extra)
 ``demo``       ``python -m nets.monitor --demo``: a textbook ResNet-18 loop on CIFAR-10, monitored
 =============  ==================================================================================

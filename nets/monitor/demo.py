@@ -133,6 +133,9 @@ def load_run(run_dir) -> dict:
     from nets.monitor.track import SERIES_COLUMNS
 
     d = Path(run_dir)
+    if (d / "metrics.csv").is_file() and not (d / "periods.json").is_file():
+        raise FileNotFoundError("no periods.json: the run was not closed (SIMonitor.close() never ran); "
+                                "every record it flushed is in its metrics.csv")
     for f in ("periods.json", "metrics.npz"):
         if not (d / f).is_file():
             raise FileNotFoundError(f"no {f} (not a folder written by SIMonitor.close() or nets.train)")

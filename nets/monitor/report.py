@@ -129,11 +129,12 @@ def analyse_monitor(mon) -> dict:
             "series": series}
 
 
-def write_monitor_outputs(out, mon, summary: dict, plot: bool = True) -> None:
+def write_monitor_outputs(out, mon, summary: dict, plot: bool = True, digests: dict | None = None) -> None:
     """Finish the folder ``out`` whose ``metrics.csv`` was streamed: ``metrics.npz`` (steps,
     equilibrium series, per-tensor series), ``periods.json`` (periods, regime, SI groups,
     hyper-parameters, per-tensor rows), ``layers.csv``, ``sharpness.csv`` (if measured),
-    ``plot.png`` (if ``plot``) and the ``SHA256SUMS`` of them all."""
+    ``plot.png`` (if ``plot``) and the ``SHA256SUMS`` of them all (``digests``: those known already,
+    e.g. the streamed ``metrics.csv``'s)."""
     from nets.plots import plot_monitor
 
     steps, _, _ = mon.recorder.arrays()
@@ -149,4 +150,5 @@ def write_monitor_outputs(out, mon, summary: dict, plot: bool = True) -> None:
     write_json(out / "periods.json", {k: v for k, v in summary.items() if k not in ("series", "period_report")})
     if plot and len(steps["iteration"]) > 1:
         plot_monitor(out / "plot.png", steps, series, summary, sharpness=sharp or None)
-    write_manifest(out, ("metrics.csv", "sharpness.csv", "metrics.npz", "layers.csv", "periods.json", "plot.png"))
+    write_manifest(out, ("metrics.csv", "sharpness.csv", "metrics.npz", "layers.csv", "periods.json", "plot.png"),
+                   digests)

@@ -324,8 +324,9 @@ class SIMonitor:
             summary = self.summary()
             if self.stream is not None:
                 self.stream.close()
-            if self.out is not None:
-                write_monitor_outputs(self.out, self, summary, plot=self.draw_at_close)
+            if self.out is not None:                 # metrics.csv's digest was kept as it was written
+                known = {"metrics.csv": self.stream.hexdigest()} if self.stream is not None else None
+                write_monitor_outputs(self.out, self, summary, plot=self.draw_at_close, digests=known)
         finally:
             if self.stream is not None:
                 self.stream.close()

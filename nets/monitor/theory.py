@@ -18,7 +18,9 @@ r"""What the theory says for the optimizer a model is trained with: effective LR
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,7 +34,8 @@ from theory.rotational import (
     sgd_equilibrium_norm,
 )
 
-__all__ = ["Hyper", "read_hyper", "effective_lr", "effective_lrs", "equilibrium", "equilibrium_series", "ADAPTIVE",
+__all__ = ["Hyper", "read_hyper", "effective_lr", "effective_lrs", "equilibrium", "equilibrium_law",
+           "EquilibriumLaw", "ADAPTIVE",
            "ADAPTIVE_KINDS"]
 
 NAN = float("nan")
@@ -126,26 +129,49 @@ def equilibrium(h: Hyper, eff_grad_norm: float, numel: int) -> tuple[dict, str]:
     else:
         what = "Adam with coupled L2" if h.kind == "adam" else h.optimizer
         return out, f"no equilibrium formula for {what}; measured values only"
-    norm, eff_lr = equilibrium_series(h, [eff_grad_norm], numel)
-    out["norm"], out["eff_lr"] = float(norm[0]), float(eff_lr[0])
+    out["norm"], out["eff_lr"] = equilibrium_law(h, numel).at(float(eff_grad_norm))
     return out, note
 
 
-def equilibrium_series(h: Hyper, eff_grad_norms, numel: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(norm, eff_lr)`` at equilibrium for every value of ``eff_grad_norms`` (records sharing ``h``),
-    in one vectorised call (NaN where no formula applies, or where SGD's needs a gradient norm that
-    is not finite and > 0); :func:`equilibrium` takes its norm from here."""
-    g = np.asarray(eff_grad_norms, dtype=float)
-    norm = np.full(g.shape, NAN)
-    ok = np.isfinite(g) & (g > 0)
+class EquilibriumLaw(NamedTuple):
+    r"""The equilibrium for one :class:`Hyper` as a function of the RMS effective gradient norm G.
+
+    :math:`\rho^*(G) = \rho^*_1 G^{p}` and :math:`\tilde\eta^*(G) = \tilde\eta^*_1 G^{q}`: SGD's
+    :math:`\rho^{*4} \propto G^2` (:func:`theory.rotational.sgd_equilibrium_norm`, every variant)
+    gives :math:`p = 1/2` and, with :math:`\tilde\eta = \eta/\rho^2`, :math:`q = -1`; AdamW's
+    :math:`\rho^* = \sqrt{\eta C/2\lambda}` does not depend on G (:math:`p = q = 0`). The values at
+    :math:`G = 1` come from the theory's formulas once; :meth:`at` scales them (NaN where no
+    formula applies, or where SGD's needs a G that is not finite and > 0); :func:`equilibrium` and
+    every record of :class:`nets.SIMonitor` (:mod:`nets.monitor.track`) use it.
+    """
+
+    norm_1: float
+    eff_lr_1: float
+    norm_power: float
+    eff_lr_power: float
+
+    def at(self, eff_grad_norm: float) -> tuple[float, float]:
+        """``(norm, eff_lr)`` at equilibrium for the RMS effective gradient norm ``eff_grad_norm``."""
+        if self.norm_power == 0:
+            return self.norm_1, self.eff_lr_1
+        if not (math.isfinite(eff_grad_norm) and eff_grad_norm > 0):
+            return NAN, NAN
+        return self.norm_1 * eff_grad_norm ** self.norm_power, self.eff_lr_1 * eff_grad_norm ** self.eff_lr_power
+
+
+def equilibrium_law(h: Hyper, numel: int) -> EquilibriumLaw:
+    """The :class:`EquilibriumLaw` of ``h`` for SI weights of ``numel`` elements."""
+    none = EquilibriumLaw(NAN, NAN, 1.0, 1.0)
     if not (h.wd > 0 and h.lr > 0 and h.lr * h.wd < 1):
-        return norm, norm.copy()
-    if h.kind == "sgd" and ok.any():
-        norm[ok] = sgd_equilibrium_norm(h.lr, h.wd, g[ok], h.momentum, nesterov=h.nesterov,
-                                        dampening=h.dampening, decoupled=h.decoupled)
-    elif h.kind == "adamw":
-        norm[:] = adamw_equilibrium_norm(h.lr, h.wd, numel)
-    return norm, effective_lrs(h, norm)
+        return none
+    if h.kind == "sgd":
+        norm = float(sgd_equilibrium_norm(h.lr, h.wd, 1.0, h.momentum, nesterov=h.nesterov,
+                                          dampening=h.dampening, decoupled=h.decoupled))
+        return EquilibriumLaw(norm, effective_lr(h, norm), 0.5, -1.0)
+    if h.kind == "adamw":
+        norm = float(adamw_equilibrium_norm(h.lr, h.wd, numel))
+        return EquilibriumLaw(norm, effective_lr(h, norm), 0.0, 0.0)
+    return none
 
 
 def effective_lrs(h: Hyper, rho) -> np.ndarray:

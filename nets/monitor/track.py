@@ -7,7 +7,8 @@ holding SI tensors (its LR and WD, and the equilibrium angular update :math:`\De
 * ``eq_angular_update`` -- :math:`\Delta\theta^*` of the group (Lobacheva et al., NeurIPS 2021;
   Wan et al., 2021; Kosson et al., 2024 for AdamW), which needs no gradient;
 * ``eq_si_norm``, ``eq_eff_lr`` -- :math:`\rho^*` and :math:`\tilde\eta^*`
-  (:func:`nets.monitor.theory.equilibrium_series`) for the RMS of the effective gradient norm
+  (:class:`nets.monitor.theory.EquilibriumLaw`, made once per change of the hyper-parameters and
+  scaled to each record's gradient) for the RMS of the effective gradient norm
   :math:`\rho\|\nabla f\|` over the last ``width`` records (10: the gradient is noisy, the
   equilibrium it sets is not).
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.rows import RowTable
-from nets.monitor.theory import Hyper, equilibrium, equilibrium_series
+from nets.monitor.theory import Hyper, equilibrium, equilibrium_law
 
 __all__ = ["EquilibriumTrack", "SERIES_COLUMNS", "same_rule"]
 
@@ -57,7 +58,7 @@ class EquilibriumTrack:
     def __init__(self, n_groups: int, numel: int, spill_dir=None, width: int = 10):
         self.n_groups, self.numel, self.spill_dir = int(n_groups), int(numel), spill_dir
         self._g2 = deque(maxlen=int(width))
-        self._last: tuple[list[Hyper], list[float]] | None = None     # the previous record's Hyper and angles
+        self._last: tuple | None = None      # the previous record's Hyper, their angles and the first's law
         self.hypers: list[Hyper] | None = None                         # those of the latest record
         self.hyper = self._table("hyper", 3 * self.n_groups)
         self.series = self._table("equilibrium", len(SERIES_COLUMNS))
@@ -74,19 +75,16 @@ class EquilibriumTrack:
         returns ``(eq_si_norm, eq_eff_lr, eq_angular_update)`` (the ``first`` group's theory)."""
         if len(hypers) != self.n_groups:
             raise ValueError(f"{len(hypers)} Hyper for {self.n_groups} parameter groups")
-        if self._last is None or self._last[0] != hypers:              # one formula per change, not per record
-            self._last = (list(hypers), [equilibrium(h, math.nan, 1)[0]["angular_update"] for h in hypers])
-        angles = self._last[1]
-        self.hypers = self._last[0]
+        if self._last is None or self._last[0] != hypers or self._last[2] != first:   # formulas once per change
+            self._last = (list(hypers), [equilibrium(h, math.nan, 1)[0]["angular_update"] for h in hypers], first,
+                          equilibrium_law(hypers[first], self.numel))
+        self.hypers, angles, _, law = self._last
         self.hyper.append([v for h, a in zip(hypers, angles) for v in (h.lr, h.wd, a)])
         self._g2.append(eff_grad_norm ** 2 if math.isfinite(eff_grad_norm) else 0.0)
         norm = eff = angle = math.nan
         if same_rule(hypers):
-            h = hypers[first]
             angle = angles[first]
-            g = math.sqrt(sum(self._g2) / len(self._g2))
-            n, e = equilibrium_series(h, [g], self.numel)
-            norm, eff = float(n[0]), float(e[0])
+            norm, eff = law.at(math.sqrt(sum(self._g2) / len(self._g2)))
         row = (norm, eff, angle)
         self.series.append(row)
         return row
