@@ -81,9 +81,9 @@ def run_loop(steps: int, log_every: int | None, probe_every: int) -> dict:
         close_s = time.perf_counter() - t1
     it, rss = np.array(probes, dtype=float).T
     half = (it >= it[-1] / 2) & ((it - 1) % probe_every == 0)     # the probes on chunk boundaries
+    slope = float(np.polyfit(it[half], rss[half], 1)[0]) if half.sum() >= 3 else float("nan")
     return {"records": records, "train_s": train_s, "close_s": close_s if mon is not None else None,
-            "bytes_per_step": float(np.polyfit(it[half], rss[half], 1)[0]), "rss_growth_bytes": float(rss[-1] - rss[0]),
-            "probes": probes}
+            "bytes_per_step": slope, "rss_growth_bytes": float(rss[-1] - rss[0]), "probes": probes}
 
 
 def close_time(n_records: int, real_steps: int = 500) -> dict:
@@ -158,6 +158,9 @@ def main(argv=None) -> dict:
               "monitor_bytes_per_step": added, "monitor_bytes_per_record": added * a.log_every,
               "close_s": monitored["close_s"], "close_at": closes, "monitored": monitored, "plain": plain, "torch": torch.__version__}
     mib = 2 ** 20
+    if added != added:
+        print(f"(fewer than 3 probes on chunk boundaries in the second half: no slope; run more steps, or "
+              f"--log-every 1, for {4096 * 6 * a.log_every:,}+ steps)")
     print(f"{a.steps:,} steps, {monitored['records']:,} records: train {monitored['train_s']:.1f} s "
           f"(without the monitor {plain['train_s']:.1f} s); RSS grows {monitored['bytes_per_step']:.1f} B/step with "
           f"the monitor ({monitored['rss_growth_bytes'] / mib:.1f} MiB in all), {plain['bytes_per_step']:.1f} B/step "
