@@ -51,14 +51,19 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_loop(steps: int, log_every: int | None, probe_every: int) -> dict:
-    """Train for ``steps`` steps, monitored every ``log_every`` (None: no monitor); RSS probes."""
+def tiny_setup():
+    """The tiny BN MLP (two SI tensors), its SGD and one fixed batch, seeded."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = nn.Sequential(nn.Linear(6, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
                           nn.Linear(16, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-3)
-    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    return model, opt, torch.randn(32, 6), torch.randint(0, 3, (32,))
+
+
+def run_loop(steps: int, log_every: int | None, probe_every: int) -> dict:
+    """Train for ``steps`` steps, monitored every ``log_every`` (None: no monitor); RSS probes."""
+    model, opt, x, y = tiny_setup()
     with tempfile.TemporaryDirectory() as out:
         mon = None if log_every is None else SIMonitor(model, opt, example_batch=x[:8], log_every=log_every,
                                                        out=out, verbose=False)
@@ -90,12 +95,7 @@ def close_time(n_records: int, real_steps: int = 500) -> dict:
     """``close()`` of a monitor holding ``n_records`` records, without training that long: the
     records of a short real run (``log_every=1``) are tiled to ``n_records`` (iterations renumbered)
     and loaded with ``load_state_dict``, which also rewrites ``metrics.csv`` from them."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = nn.Sequential(nn.Linear(6, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
-                          nn.Linear(16, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-3)
-    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    model, opt, x, y = tiny_setup()
     with tempfile.TemporaryDirectory() as out:
         mon = SIMonitor(model, opt, example_batch=x[:8], log_every=1, out=out, verbose=False)
         for _ in range(real_steps):
