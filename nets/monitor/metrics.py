@@ -217,6 +217,7 @@ class Recorder:
         self.evals = RowTable(len(EVAL_COLUMNS))
         self.sharpness = RowTable(len(SHARPNESS_COLUMNS))
         self.batch_sharpness = RowTable(len(BATCH_SHARPNESS_COLUMNS))
+        self.last_layers = None     # (norms, grad norms, angular updates) of the latest record, per SI tensor
 
     def _table(self, name: str, width: int, rows=()) -> RowTable:
         """A per-record table; spilled to ``spill_dir/<name>.f64`` when the recorder has one."""
