@@ -120,8 +120,9 @@ class CSVStream:
 
     Rows are formatted as :func:`write_csv` formats them (so a table streamed row by row and one
     written at once are the same bytes) and flushed to the operating system at least every
-    ``flush_every`` rows or ``flush_seconds`` seconds: a killed process (even SIGKILL) loses at
-    most that much. ``append=True`` continues an existing table (no header is written). The
+    ``flush_every`` rows or ``flush_seconds`` seconds (checked as rows are written: a row that
+    comes more than ``flush_seconds`` after the last flush is flushed with it): a killed process
+    (even SIGKILL) loses at most that much. ``append=True`` continues an existing table (no header is written). The
     SHA-256 of the file is kept up to date as rows are written (:meth:`hexdigest`), so a manifest
     of a long table costs nothing at the end (:func:`write_manifest`'s ``digests``).
     """
