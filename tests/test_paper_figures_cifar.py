@@ -1,11 +1,10 @@
 """`python -m paper_figures cifar`: a tiny experiment on a fake CIFAR folder (CPU, CI), resumable."""
-import json
 import math
 
 import numpy as np
 import pytest
+from cli_run import publish_on_fake_cifar
 
-from nets.data import write_fake_cifar
 from paper_figures import fig_cifar
 from paper_figures.__main__ import main
 
@@ -60,15 +59,8 @@ def test_twin_ratio_standard_error_matches_a_monte_carlo():
 
 @pytest.mark.slow
 def test_cifar_experiment_end_to_end_on_fake_data_and_resumes(tmp_path, monkeypatch, capsys):
-    write_fake_cifar(tmp_path / "data", "cifar10", n_train=120, n_test=40)
     monkeypatch.setitem(fig_cifar.PRESETS, "quick", TINY)
-    args = ["cifar", "--quick", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"),
-            "--publish", str(tmp_path / "pub")]
-    assert main(args) == 0
-    text = (tmp_path / "pub" / "cifar.json").read_text()
-    assert str(tmp_path) not in text and "/work/" not in text          # no machine's absolute path
-    s = json.loads(text)["summary"]
-    assert (tmp_path / "pub" / "cifar.png").stat().st_size > 1000
+    s, args = publish_on_fake_cifar(tmp_path, "cifar")
     runs = s["runs"]
     assert [(r["eta"], r["lam"]) for r in runs] == [(0.5, 2e-3), (1.0, 2e-3), (1.5, 2e-3), (2.0, 1e-3)]
     assert [r["iterations"] for r in runs] == [36, 18, 12, 18]

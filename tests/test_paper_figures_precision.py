@@ -1,12 +1,10 @@
 """`python -m paper_figures precision`: FP32 vs bf16 on a fake CIFAR folder (tiny), and the comparison."""
-import json
 
 import numpy as np
 import pytest
+from cli_run import publish_on_fake_cifar
 
-from nets.data import write_fake_cifar
 from paper_figures import fig_precision
-from paper_figures.__main__ import main
 
 TINY = fig_precision.PrecisionExperiment(width=2, train_subset=96, test_subset=32, wd=2e-3, lrs=(0.5, 1.0),
                                          run_iters=(12, 10), seeds=(0, 1), fit_iters=0, init_si_norm=20.0,
@@ -37,16 +35,9 @@ def test_presets_hold_three_seeds_two_eta_lams_both_precisions():
 
 @pytest.mark.slow
 def test_precision_experiment_end_to_end_on_fake_data(tmp_path, monkeypatch):
-    write_fake_cifar(tmp_path / "data", "cifar10", n_train=120, n_test=40)
     monkeypatch.setitem(fig_precision.PRESETS, "quick", TINY)
-    args = ["precision", "--quick", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data"),
-            "--publish", str(tmp_path / "pub")]
-    assert main(args) == 0
-    text = (tmp_path / "pub" / "precision.json").read_text()
-    assert str(tmp_path) not in text
-    s = json.loads(text)["summary"]
+    s, _ = publish_on_fake_cifar(tmp_path, "precision")
     assert len(s["runs"]) == 8 and {r["precision"] for r in s["runs"]} == {"fp32", "bf16"}
     assert set(s["comparisons"]) == {"0.5", "1"} and "equilibrium_norm" in s["comparisons"]["0.5"]
     ident = s["identity"]["0.5"]
     assert ident["fp32"]["max_abs_cos"] < 1e-4 and len(ident["bf16"]["median_abs_cos"]) == 4
-    assert (tmp_path / "pub" / "precision.png").stat().st_size > 1000
