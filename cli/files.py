@@ -162,10 +162,6 @@ class CSVStream:
         if not self._fh.closed:
             self._fh.close()
 
-    @property
-    def closed(self) -> bool:
-        return self._fh.closed
-
     def hexdigest(self) -> str:
         """Hex SHA-256 of the file as written so far (the same as :func:`file_sha256` of it)."""
         return self._sha.hexdigest()

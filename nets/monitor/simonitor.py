@@ -149,7 +149,7 @@ class SIMonitor:
         # with out: the per-record rows live in out/.records/*.f64, so memory stays flat in the steps
         self.spill_dir = None if self.out is None else self.out / ".records"
         self.recorder = Recorder(len(self.names), spill_dir=self.spill_dir)
-        self.track = EquilibriumTrack(len(self.si_group_indices), sum(self.watch.sizes), spill_dir=self.spill_dir)
+        self.track = self._new_track()
         self.detector = self._new_detector(detect_every)
         self.sharpness = None
         self.sharpness_every, self.sharpness_from = int(sharpness_every), int(sharpness_from)
@@ -184,6 +184,10 @@ class SIMonitor:
                              "pass the optimizer that trains them")
         self.si_group_indices = sorted({where[id(p)] for p in self.watch.params})
         return [self.si_group_indices.index(where[id(p)]) for p in self.watch.params]
+
+    def _new_track(self) -> EquilibriumTrack:
+        return EquilibriumTrack(len(self.si_group_indices), sum(self.watch.sizes), self.group_of[0],
+                                spill_dir=self.spill_dir)
 
     def _new_detector(self, every) -> StreamingPeriodDetector:
         spill = None if self.spill_dir is None else self.spill_dir / "detector.f64"
@@ -271,7 +275,7 @@ class SIMonitor:
             loss_acc=torch.stack([_scalar(loss, dev), _scalar(accuracy, dev)]), probe=probe,
             after=self.watch.flat(), norm_scale=1.0 if self.norm_scale is None else self.norm_scale(t),
             eff_lr_at=lambda rho: effective_lr(h, rho))
-        eq = self.track.add(hypers, self.group_of[0], row.eff_grad_norm)
+        eq = self.track.add(hypers, row.eff_grad_norm)
         if self.stream is not None:
             self.stream.write(metrics_row(row, eq, self.recorder.last_layers))
         bad = ("loss", row.train_loss) if loss is not None and not math.isfinite(row.train_loss) else (
@@ -322,11 +326,9 @@ class SIMonitor:
             self._closed = True
         try:
             summary = self.summary()
-            if self.stream is not None:
-                self.stream.close()
             if self.out is not None:                 # metrics.csv's digest was kept as it was written
-                known = {"metrics.csv": self.stream.hexdigest()} if self.stream is not None else None
-                write_monitor_outputs(self.out, self, summary, plot=self.draw_at_close, digests=known)
+                write_monitor_outputs(self.out, self, summary, plot=self.draw_at_close,
+                                      digests={"metrics.csv": self.stream.hexdigest()})
         finally:
             if self.stream is not None:
                 self.stream.close()
@@ -372,12 +374,12 @@ class SIMonitor:
         if recorder_state is not None:
             self.recorder.load_state_dict(recorder_state)
         self.iteration = int(state.get("iteration", self.iteration))
-        self.track = EquilibriumTrack(len(self.si_group_indices), sum(self.watch.sizes), spill_dir=self.spill_dir)
+        self.track = self._new_track()
         if "track" in state:
             self.track.load_state_dict(state["track"])
         elif state.get("hyper_log"):             # a checkpoint from before the track: the hyper-parameter log
             log = [(int(i), [Hyper(**d) for d in hs]) for i, hs in state["hyper_log"]]
-            self.track.replay(log, self.recorder.arrays()[0]["eff_grad_norm"], self.group_of[0])
+            self.track.replay(log, self.recorder.arrays()[0]["eff_grad_norm"])
         every = self.detector.every
         self.detector = self._new_detector(0)
         for row in self.recorder.step_records():

@@ -47,6 +47,8 @@ class EquilibriumTrack:
     ----------
     n_groups : int
         Parameter groups holding SI tensors.
+    first : int
+        The group whose theory is the SI group's (the group of the first SI tensor).
     numel : int
         Elements of all SI tensors (AdamW's equilibrium norm needs it).
     spill_dir : path, optional
@@ -55,8 +57,8 @@ class EquilibriumTrack:
         Records in the trailing RMS of the effective gradient norm.
     """
 
-    def __init__(self, n_groups: int, numel: int, spill_dir=None, width: int = 10):
-        self.n_groups, self.numel, self.spill_dir = int(n_groups), int(numel), spill_dir
+    def __init__(self, n_groups: int, numel: int, first: int = 0, spill_dir=None, width: int = 10):
+        self.n_groups, self.numel, self.first, self.spill_dir = int(n_groups), int(numel), int(first), spill_dir
         self._g2 = deque(maxlen=int(width))
         self._last: tuple | None = None      # the previous record's Hyper, their angles and the first's law
         self.hypers: list[Hyper] | None = None                         # those of the latest record
@@ -70,20 +72,20 @@ class EquilibriumTrack:
     def __len__(self) -> int:
         return len(self.series)
 
-    def add(self, hypers: list[Hyper], first: int, eff_grad_norm: float) -> tuple[float, float, float]:
-        """Record the Hyper of each group at one record and the group's effective gradient norm;
+    def add(self, hypers: list[Hyper], eff_grad_norm: float) -> tuple[float, float, float]:
+        """Record the Hyper of each group at one record and the SI group's effective gradient norm;
         returns ``(eq_si_norm, eq_eff_lr, eq_angular_update)`` (the ``first`` group's theory)."""
         if len(hypers) != self.n_groups:
             raise ValueError(f"{len(hypers)} Hyper for {self.n_groups} parameter groups")
-        if self._last is None or self._last[0] != hypers or self._last[2] != first:   # formulas once per change
-            self._last = (list(hypers), [equilibrium(h, math.nan, 1)[0]["angular_update"] for h in hypers], first,
-                          equilibrium_law(hypers[first], self.numel))
-        self.hypers, angles, _, law = self._last
+        if self._last is None or self._last[0] != hypers:              # the formulas once per change
+            self._last = (list(hypers), [equilibrium(h, math.nan, 1)[0]["angular_update"] for h in hypers],
+                          equilibrium_law(hypers[self.first], self.numel))
+        self.hypers, angles, law = self._last
         self.hyper.append([v for h, a in zip(hypers, angles) for v in (h.lr, h.wd, a)])
         self._g2.append(eff_grad_norm ** 2 if math.isfinite(eff_grad_norm) else 0.0)
         norm = eff = angle = math.nan
         if same_rule(hypers):
-            angle = angles[first]
+            angle = angles[self.first]
             norm, eff = law.at(math.sqrt(sum(self._g2) / len(self._g2)))
         row = (norm, eff, angle)
         self.series.append(row)
@@ -109,10 +111,10 @@ class EquilibriumTrack:
         self.hypers = None if state["hypers"] is None else [Hyper(**d) for d in state["hypers"]]
         self._last = None
 
-    def replay(self, hyper_log: list, eff_grad_norms: np.ndarray, first: int) -> None:
+    def replay(self, hyper_log: list, eff_grad_norms: np.ndarray) -> None:
         """Rebuild the track of a checkpoint from before it existed: ``hyper_log`` holds
         ``(first record, [Hyper of each group])`` at each change, ``eff_grad_norms`` every record's."""
         starts = [int(i) for i, _ in hyper_log] + [len(eff_grad_norms)]
         for (_, hs), end, begin in zip(hyper_log, starts[1:], [0] + starts[1:-1]):
             for g in eff_grad_norms[begin:end]:
-                self.add(list(hs), first, float(g))
+                self.add(list(hs), float(g))
