@@ -61,6 +61,16 @@ def tiny_setup():
     return model, opt, torch.randn(32, 6), torch.randint(0, 3, (32,))
 
 
+def train_step(model, opt, x, y, mon=None) -> None:
+    """One plain-loop SGD step, as a user writes it, told to the monitor if there is one."""
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if mon is not None:
+        mon.step(loss)
+
+
 def run_loop(steps: int, log_every: int | None, probe_every: int) -> dict:
     """Train for ``steps`` steps, monitored every ``log_every`` (None: no monitor); RSS probes."""
     model, opt, x, y = tiny_setup()
@@ -69,12 +79,7 @@ def run_loop(steps: int, log_every: int | None, probe_every: int) -> dict:
                                                        out=out, verbose=False)
         probes, t0 = [], time.perf_counter()
         for t in range(steps):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if mon is not None:
-                mon.step(loss)
+            train_step(model, opt, x, y, mon)
             if t % probe_every == 0 or t == steps - 1:
                 probes.append((t + 1, rss_bytes()))
         train_s = time.perf_counter() - t0
@@ -99,11 +104,7 @@ def close_time(n_records: int, real_steps: int = 500) -> dict:
     with tempfile.TemporaryDirectory() as out:
         mon = SIMonitor(model, opt, example_batch=x[:8], log_every=1, out=out, verbose=False)
         for _ in range(real_steps):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            mon.step(loss)
+            train_step(model, opt, x, y, mon)
         reps = -(-n_records // real_steps)
         rec, state = mon.recorder.state_dict(), mon.state_dict()
 
