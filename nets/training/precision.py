@@ -17,6 +17,8 @@ import contextlib
 
 import torch
 
+from theory.dynamics import next_sq_norm
+
 __all__ = ["autocast", "check_precision", "identity_residuals"]
 
 
@@ -41,7 +43,8 @@ def identity_residuals(trainer, steps: int = 20) -> dict:
 
     Per step :math:`t` and SI tensor: :math:`\cos(g, x) = \langle g, x\rangle/(\|g\|\|x\|)` of the
     gradient the step used (0 for exact scale invariance); per step the relative residual of the
-    norm recurrence of plain SGD + WD (Lobacheva et al., 2021, Eq. (3); exact when :math:`g\perp x`),
+    norm recurrence of plain SGD + WD (Lobacheva et al., 2021, Eq. (3), :func:`theory.dynamics.next_sq_norm`;
+    exact when :math:`g\perp x`),
 
     .. math:: r_t = \bigl|\rho_{t+1}^2 - (1-\eta\lambda)^2\rho_t^2 - \eta^2\|g_t\|^2\bigr| / \rho_{t+1}^2 .
 
@@ -62,5 +65,5 @@ def identity_residuals(trainer, steps: int = 20) -> dict:
             rho2 = sum(float((a * a).sum()) for a in x)
             g2 = sum(float((b * b).sum()) for b in g)
             new2 = float(x_new @ x_new)
-            resid.append(abs(new2 - (1 - eta * lam) ** 2 * rho2 - eta**2 * g2) / new2)
+            resid.append(abs(new2 - next_sq_norm(rho2, g2, eta, lam)) / new2)
     return {"cos": np.array(cos), "recurrence_residual": np.array(resid), "names": list(trainer.groups.si)}
